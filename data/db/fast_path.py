@@ -1,0 +1,38 @@
+"""The at-head check of every app start: one row read through the app's own engine."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from data.db.head import HEAD_REVISION
+from data.db.outcome import UpgradeOutcome
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_WAL_FORMAT = 2
+
+
+def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
+    """An outcome ``current`` when the database is at head, else ``None`` (the slow path)."""
+    if engine.dialect.name == "sqlite":
+        # Only a file already in WAL mode is opened here: the app engine switches a file to
+        # WAL, which rewrites header bytes, and a file that may yet be refused must stay
+        # byte-for-byte unchanged. Anything else goes to the runner, which classifies first.
+        try:
+            with open(db_path, "rb") as handle:
+                header = handle.read(20)
+        except OSError:
+            return None
+        if len(header) < 20 or header[:16] != _SQLITE_MAGIC or header[18] != _WAL_FORMAT:
+            return None
+        display = db_path
+    else:
+        display = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as connection:
+            versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except DBAPIError:
+        return None
+    if len(versions) != 1 or versions[0][0] != HEAD_REVISION:
+        return None
+    return UpgradeOutcome("current", display, HEAD_REVISION, HEAD_REVISION)

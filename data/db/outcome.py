@@ -1,0 +1,63 @@
+"""What init_db() did, for the app to show; kept tiny because the at-head path imports it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+Action = Literal["created", "current", "upgraded", "adopted"]
+
+
+class UpgradeOutcome:
+    """The result of create-or-upgrade.
+
+    ``action`` is one of ``created``, ``current``, ``upgraded`` or ``adopted`` (a database
+    made before migrations existed, recognised and brought under them). ``backup_path`` is
+    the copy made before an upgrade (``None`` when nothing was upgraded, or on a server,
+    where backups are the operator's job).
+    """
+
+    __slots__ = ("action", "backup_path", "database", "from_revision", "note", "to_revision")
+
+    def __init__(
+        self,
+        action: Action,
+        database: str,
+        to_revision: str,
+        from_revision: str | None = None,
+        backup_path: Path | None = None,
+        note: str = "",
+    ) -> None:
+        self.action: Action = action
+        self.database = database
+        self.from_revision = from_revision
+        self.to_revision = to_revision
+        self.backup_path = backup_path
+        self.note = note
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"UpgradeOutcome({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UpgradeOutcome):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def describe(self) -> str:
+        """One line for a log or a splash screen."""
+        if self.action == "created":
+            return f"created a new database at revision {self.to_revision}: {self.database}"
+        if self.action == "current":
+            return f"database is current at revision {self.to_revision}: {self.database}"
+        text = (
+            f"{self.action} database from revision {self.from_revision or 'none'} "
+            f"to {self.to_revision}: {self.database}"
+        )
+        if self.backup_path is not None:
+            text += f" (backup: {self.backup_path})"
+        if self.note:
+            text += f" ({self.note})"
+        return text

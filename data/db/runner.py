@@ -1,0 +1,424 @@
+"""The one migration runner behind init_db() and ``alembic upgrade head``.
+
+For anything that writes: take the lock beside the database, re-read its state, refuse what
+must not be touched, check free space, back up, migrate in one transaction with foreign keys
+off, verify, commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from filelock import FileLock, Timeout
+from sqlalchemy import Column, Connection, Engine, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy.engine import URL
+
+from data.db.backup import KEEP_BACKUPS, backup_database
+from data.db.errors import (
+    ADVICE_RETRY,
+    ADVICE_UPDATE_APP,
+    UNCHANGED,
+    DatabaseBusyError,
+    DatabaseNewerThanAppError,
+    DataLayerError,
+    LegacySchemaMismatchError,
+    MigrationFailedError,
+    NotEnoughDiskSpaceError,
+    SchemaVerificationError,
+)
+from data.db.head import BASELINE_REVISION, HEAD_REVISION
+from data.db.outcome import UpgradeOutcome
+from data.db.policy import create_migration_engine
+from data.db.schema import differences, extras, metadata_snapshot, sqlite_query, sqlite_snapshot
+from data.db.sqlite_file import VERSION_TABLE, FileState, check_location, inspect_sqlite_file
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_SECONDS = 120.0
+# A table rebuild needs two to three times the database's size; the backup needs one more.
+DISK_SPACE_FACTOR = 4
+DISK_SPACE_MARGIN = 1024 * 1024
+
+PlanKind = Literal["create", "current", "upgrade", "adopt"]
+
+
+class RevisionProgress:
+    """One revision applied, for a splash screen: ``number`` of ``total``."""
+
+    __slots__ = ("description", "number", "revision", "total")
+
+    def __init__(self, revision: str, description: str, number: int, total: int) -> None:
+        self.revision = revision
+        self.description = description
+        self.number = number
+        self.total = total
+
+    def __repr__(self) -> str:
+        return f"RevisionProgress({self.number}/{self.total} {self.revision}: {self.description})"
+
+
+ProgressCallback = Callable[[RevisionProgress], None]
+
+
+# --- Alembic, configured in code: no ini file ships with the app ---------------------------
+
+
+def migrations_location() -> str:
+    """The migration scripts: in the package when installed or frozen, else in the checkout."""
+    packaged = resources.files("data") / "migrations"
+    if packaged.is_dir():
+        return str(packaged)
+    return str(Path(__file__).resolve().parents[2] / "migrations")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic ``Config`` built in code, sharing ``connection`` with ``env.py``."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", migrations_location())
+    config.attributes["connection"] = connection
+    return config
+
+
+def script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+# --- the lock --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def migration_lock(db_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """The inter-process lock beside the database: two app windows, or the app and a deploy."""
+    lock = FileLock(str(db_path) + ".lock", timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise DatabaseBusyError(
+            str(db_path),
+            f"another process has been upgrading it for more than {timeout:.0f} seconds",
+            "Wait for the other InkLinkOS window or update to finish. " + ADVICE_RETRY,
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# --- classification --------------------------------------------------------------------------
+
+
+def _plan(display: str, state: FileState, known: Callable[[str], bool]) -> PlanKind:
+    if not state.user_tables and not state.versions:
+        return "create"
+    if not state.has_version_table:
+        return "adopt"
+    if len(state.versions) != 1:
+        raise DatabaseNewerThanAppError(
+            display,
+            f"it records several revisions at once ({', '.join(state.versions)})",
+            ADVICE_UPDATE_APP + " " + UNCHANGED,
+        )
+    (version,) = state.versions
+    if version == HEAD_REVISION:
+        return "current"
+    if not known(version):
+        raise DatabaseNewerThanAppError(
+            display,
+            f"it is at revision {version}, which this version of InkLinkOS does not know: "
+            "the app is older than the database",
+            ADVICE_UPDATE_APP + " " + UNCHANGED,
+        )
+    return "upgrade"
+
+
+def _is_known(script: ScriptDirectory) -> Callable[[str], bool]:
+    def known(revision: str) -> bool:
+        try:
+            return script.get_revision(revision) is not None
+        except Exception:  # alembic raises several kinds for an unknown id
+            return False
+
+    return known
+
+
+def baseline_snapshot() -> dict[str, Any]:
+    """The schema the baseline revision creates, built in a scratch in-memory database."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    engine = create_engine("sqlite://")
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), BASELINE_REVISION)
+            return sqlite_snapshot(sqlite_query(connection), exclude=frozenset({VERSION_TABLE}))
+    finally:
+        engine.dispose()
+
+
+def _check_legacy(display: str, db_path: Path) -> None:
+    """Refuse tables made before migrations unless they are exactly the baseline schema."""
+    import sqlite3
+
+    connection = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+    try:
+        found = sqlite_snapshot(lambda sql: connection.execute(sql).fetchall())
+    finally:
+        connection.close()
+    problems = differences(found, baseline_snapshot())
+    if problems:
+        listing = "\n  - ".join(problems)
+        raise LegacySchemaMismatchError(
+            display,
+            "its tables were not made by InkLinkOS's migrations and differ from the first "
+            f"InkLinkOS schema:\n  - {listing}\n",
+            "It was not changed. Send this message to support; do not edit the file by hand.",
+        )
+
+
+def _check_disk_space(display: str, db_path: Path, size: int) -> None:
+    needed = size * DISK_SPACE_FACTOR + DISK_SPACE_MARGIN
+    free = shutil.disk_usage(db_path.parent).free
+    if free < needed:
+        raise NotEnoughDiskSpaceError(
+            display,
+            f"the upgrade needs about {needed // 1024} KiB free for a backup and table rebuilds, "
+            f"and only {free // 1024} KiB are free",
+            "Free some disk space, then start again. " + UNCHANGED,
+        )
+
+
+# --- the migration transaction ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _migration_transaction(
+    url: URL, display: str, from_revision: str | None
+) -> Iterator[Connection]:
+    """One connection, one ``BEGIN IMMEDIATE`` transaction: all of it commits, or none of it."""
+    engine = create_migration_engine(url)
+    try:
+        with engine.connect() as connection:
+            try:
+                with connection.begin():
+                    yield connection
+            except DataLayerError:
+                raise
+            except Exception as exc:
+                if type(exc).__module__.startswith("alembic."):
+                    raise  # Alembic's own command errors already say what to do
+
+                raise MigrationFailedError(
+                    display,
+                    f"the upgrade from revision {from_revision or 'none'} failed: {exc}",
+                    "Nothing was changed: every step was rolled back. Report this message to "
+                    "support; the app can keep using the database as it was only after an update.",
+                ) from exc
+    finally:
+        engine.dispose()
+
+
+_version_table = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+
+
+def _stamp(connection: Connection, revision: str) -> None:
+    """Record ``revision`` as Alembic would, without loading the scripts."""
+    _version_table.create(connection, checkfirst=True)
+    connection.execute(_version_table.delete())
+    connection.execute(_version_table.insert().values(version_num=revision))
+
+
+def _create(connection: Connection) -> None:
+    """A new database: every table from the models and the head stamp, in one transaction."""
+    from data.models import Base
+
+    Base.metadata.create_all(connection)
+    _stamp(connection, HEAD_REVISION)
+
+
+def _progress_hook(
+    script: ScriptDirectory, from_revision: str | None, progress: ProgressCallback | None
+) -> list[Callable[..., None]]:
+    pending = list(script.iterate_revisions("heads", from_revision))
+    total = len(pending)
+    applied = [0]
+
+    def on_version_apply(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        applied[0] += 1
+        revision = str(step.up_revision_id)
+        description = str(step.up_revision.doc or "")
+        log.info("applied revision %s (%d of %d): %s", revision, applied[0], total, description)
+        if progress is not None:
+            progress(RevisionProgress(revision, description, applied[0], total))
+
+    return [on_version_apply]
+
+
+def verify(connection: Connection, display: str, *, at_head: bool) -> None:
+    """Before commit: the version, foreign keys, and (at head) that the models are served."""
+    versions = [
+        row[0] for row in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
+    ]
+    if at_head and versions != [HEAD_REVISION]:
+        raise SchemaVerificationError(
+            display,
+            f"after the upgrade it is at {versions}, not at {HEAD_REVISION}",
+            "The upgrade was rolled back. " + UNCHANGED + " Report this message to support.",
+        )
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        sample = "; ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in broken[:5])
+        raise SchemaVerificationError(
+            display,
+            f"the upgrade would leave {len(broken)} rows pointing at missing rows ({sample})",
+            "The upgrade was rolled back. " + UNCHANGED + " Report this message to support.",
+        )
+    if not at_head:
+        return
+    from data.models import Base
+
+    expected = metadata_snapshot(Base.metadata)
+    found = sqlite_snapshot(sqlite_query(connection), exclude=frozenset({VERSION_TABLE}))
+    missing = differences(found, expected, allow_extra=True)
+    if missing:
+        raise SchemaVerificationError(
+            display,
+            "after the upgrade the schema does not provide what the app needs:\n  - "
+            + "\n  - ".join(missing),
+            "The upgrade was rolled back. " + UNCHANGED + " Report this message to support.",
+        )
+    for extra in extras(found, expected):
+        log.info("%s has %s, which the models do not declare (kept)", display, extra)
+
+
+# --- the two entry points --------------------------------------------------------------------
+
+
+def sqlite_path(url: URL) -> Path:
+    if not url.database or url.database == ":memory:":
+        raise ValueError(f"the runner needs a SQLite file, not {url.render_as_string()}")
+    return Path(url.database)
+
+
+def ensure_current(
+    engine: Engine,
+    progress: ProgressCallback | None = None,
+    *,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    keep_backups: int = KEEP_BACKUPS,
+) -> UpgradeOutcome:
+    """Create or upgrade the database behind ``engine``; the slow path of init_db()."""
+    if engine.dialect.name != "sqlite":
+        from data.db.server import ensure_current_server
+
+        return ensure_current_server(engine, progress)
+    db_path = sqlite_path(engine.url)
+    display = str(db_path)
+    check_location(db_path)
+    with migration_lock(db_path, lock_timeout):
+        # Re-read under the lock: another process may have done the work meanwhile.
+        state = inspect_sqlite_file(db_path)
+        if not state.user_tables and not state.versions:
+            with _migration_transaction(engine.url, display, None) as connection:
+                _create(connection)
+                verify(connection, display, at_head=True)
+            log.info("created %s at revision %s", display, HEAD_REVISION)
+            return UpgradeOutcome("created", display, HEAD_REVISION)
+        script = script_directory()
+        plan = _plan(display, state, _is_known(script))
+        if plan == "current":
+            return UpgradeOutcome("current", display, HEAD_REVISION, HEAD_REVISION)
+        if plan == "adopt":
+            _check_legacy(display, db_path)
+        from_revision = state.versions[0] if state.versions else None
+        _check_disk_space(display, db_path, state.size)
+        backup = backup_database(db_path, label=from_revision or "legacy", keep=keep_backups)
+        upgrade(engine.url, display, plan, from_revision, script, progress)
+        outcome = UpgradeOutcome(
+            "adopted" if plan == "adopt" else "upgraded",
+            display,
+            HEAD_REVISION,
+            from_revision,
+            backup,
+        )
+        log.info("%s", outcome.describe())
+        return outcome
+
+
+def upgrade(
+    url: URL,
+    display: str,
+    plan: PlanKind,
+    from_revision: str | None,
+    script: ScriptDirectory,
+    progress: ProgressCallback | None,
+) -> None:
+    """Adopt if needed, upgrade to head and verify, all in one transaction."""
+    from alembic import command
+
+    with _migration_transaction(url, display, from_revision) as connection:
+        if plan == "adopt":
+            _stamp(connection, BASELINE_REVISION)
+            from_revision = BASELINE_REVISION
+        config = alembic_config(connection)
+        config.attributes["on_version_apply"] = _progress_hook(script, from_revision, progress)
+        command.upgrade(config, "head")
+        verify(connection, display, at_head=True)
+
+
+@contextlib.contextmanager
+def command_line_migration(
+    engine: Engine, script: ScriptDirectory, destination: str | Literal[False] | None
+) -> Iterator[Connection]:
+    """The connection ``env.py`` runs the ``alembic`` command in, under init_db()'s policy.
+
+    ``destination`` is the revision an upgrade or downgrade goes to (``None`` for base), or
+    ``False`` for commands that only read (``current``, ``check``, autogenerate).
+    """
+    if engine.dialect.name != "sqlite":
+        from data.db.server import server_command_line_migration
+
+        with server_command_line_migration(engine, script) as connection:
+            yield connection
+        return
+    db_path = sqlite_path(engine.url)
+    display = str(db_path)
+    check_location(db_path)
+    with migration_lock(db_path):
+        state = inspect_sqlite_file(db_path)
+        plan = _plan(display, state, _is_known(script))
+        from_revision = state.versions[0] if state.versions else None
+        if plan == "adopt":
+            _check_legacy(display, db_path)
+        writes = destination is not False and (plan == "adopt" or destination != from_revision)
+        if writes and state.user_tables:
+            _check_disk_space(display, db_path, state.size)
+            backup_database(db_path, label=from_revision or "legacy")
+        with _migration_transaction(engine.url, display, from_revision) as connection:
+            if plan == "adopt":
+                _stamp(connection, BASELINE_REVISION)
+            yield connection
+            if connection.dialect.has_table(connection, VERSION_TABLE):
+                versions = [
+                    r[0]
+                    for r in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
+                ]
+                verify(connection, display, at_head=versions == [HEAD_REVISION])

@@ -1,0 +1,120 @@
+"""Where the database lives, the app's engine, SessionLocal, and init_db()."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+from data.db.policy import apply_app_policy
+
+if TYPE_CHECKING:
+    from data.db.outcome import UpgradeOutcome
+    from data.db.runner import ProgressCallback
+
+APP_NAME = "InkLinkOS"
+DB_FILENAME = "inklink.db"
+DEV_DB_FILENAME = "dev.db"
+# The files that ship beside the package only in a source checkout (not .git: an exported
+# tree has none, and not anything site-packages could contain).
+CHECKOUT_MARKERS = ("pyproject.toml", "alembic.ini", "migrations/env.py")
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def user_data_dir() -> Path:
+    """The per-user data directory of InkLinkOS on this platform (platformdirs decides)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False, roaming=True))
+
+
+def is_source_checkout(root: Path = _PROJECT_ROOT) -> bool:
+    return all((root / marker).is_file() for marker in CHECKOUT_MARKERS)
+
+
+def _compute_db_path() -> str:
+    """The database file, by the first rule that applies.
+
+    1. ``DB_PATH`` in the environment; 2. a frozen (PyInstaller) app: the per-user data
+    directory; 3. a source checkout: ``dev.db`` at the project root; 4. an installed
+    package: the per-user data directory (never site-packages).
+    """
+    override = os.environ.get("DB_PATH")
+    if override:
+        return str(Path(override).expanduser().absolute())
+    if getattr(sys, "frozen", False):
+        return str(user_data_dir() / DB_FILENAME)
+    if is_source_checkout():
+        return str(_PROJECT_ROOT / DEV_DB_FILENAME)
+    return str(user_data_dir() / DB_FILENAME)
+
+
+def database_url(db_path: str) -> URL:
+    """``DATABASE_URL`` when set (a server database), else the SQLite file ``db_path``."""
+    server = os.environ.get("DATABASE_URL")
+    if server:
+        url = make_url(server)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url
+    return URL.create("sqlite", database=db_path)
+
+
+def create_app_engine(url: str | URL) -> Engine:
+    """An engine under the app's connection policy (for SQLite; a server needs none)."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        apply_app_policy(engine)
+    return engine
+
+
+def create_session_factory(bind: Engine) -> scoped_session[Session]:
+    """A thread-local session factory; objects stay readable after commit."""
+    return scoped_session(sessionmaker(bind=bind, expire_on_commit=False))
+
+
+DB_PATH: str = _compute_db_path()
+DATA_DIR: Path = Path(DB_PATH).parent
+
+# The seed's one disk effect at import: make sure the database's folder exists. A failure
+# here is reported by init_db(), which names the path and says what to do.
+with contextlib.suppress(OSError):
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+engine: Engine = create_app_engine(database_url(DB_PATH))
+SessionLocal: scoped_session[Session] = create_session_factory(engine)
+
+
+def init_db(progress: ProgressCallback | None = None) -> UpgradeOutcome:
+    """Create the database or bring it to head; call once at every app start.
+
+    Cheap when the database is already current (Alembic is not even imported). Otherwise
+    the runner takes a lock, backs up, upgrades in one transaction and verifies; see
+    ``data.db.runner``. Raises a ``data.db.errors.DataLayerError`` whose message names the
+    database and says what to do.
+    """
+    from data.db.fast_path import current_outcome
+
+    outcome = current_outcome(engine, DB_PATH)
+    if outcome is not None:
+        return outcome
+    from data.db.runner import ensure_current
+
+    return ensure_current(engine, progress)
+
+
+def get_db_path() -> str:
+    """The database file path."""
+    return DB_PATH
+
+
+def get_data_root() -> Path:
+    """The folder holding the database, its lock and its backups."""
+    return DATA_DIR

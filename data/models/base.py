@@ -1,0 +1,103 @@
+"""Declarative base: the constraint naming convention and the portable column types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Annotated, Any, ClassVar
+
+from sqlalchemy import DateTime, Dialect, Integer, MetaData, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+# Every constraint gets a deterministic name, so a migration can drop or alter it by name
+# on SQLite (batch mode) and PostgreSQL alike.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite's DATETIME keeps no offset, so values are converted to UTC before they are
+    written and read back with ``tzinfo=UTC``. A naive datetime is refused: its meaning
+    (local time? UTC?) cannot be known, and guessing corrupts a studio's appointments.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()} refused: pass a timezone-aware value, "
+                "for example datetime.now(UTC)"
+            )
+        utc = value.astimezone(dt.UTC)
+        # SQLite stores text: one offset-free UTC form keeps comparisons and sorting right.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        # psycopg answers in the session's time zone: convert, do not just relabel.
+        return value.astimezone(dt.UTC)
+
+
+class StrEnumType(TypeDecorator[Any]):
+    """A Python enum stored as its lower-case string value.
+
+    The allowed values are enforced by a named CHECK declared on the table, which
+    revisions spell out explicitly; this type only converts.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_class: type[enum.Enum], length: int = 20) -> None:
+        super().__init__(length=length)
+        self.enum_class = enum_class
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return str(self.enum_class(value).value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return self.enum_class(value)
+
+
+def enum_check(column: str, enum_class: type[enum.Enum]) -> str:
+    """The SQL of a CHECK that limits ``column`` to the values of ``enum_class``."""
+    values = ", ".join(f"'{member.value}'" for member in enum_class)
+    return f"{column} IN ({values})"
+
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
+cents = Annotated[int, mapped_column(Integer)]
+utc_datetime = Annotated[dt.datetime, mapped_column(UTCDateTime())]
+str100 = Annotated[str, mapped_column(String(100))]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime()}
