@@ -118,6 +118,14 @@ def metadata_snapshot(metadata: MetaData) -> Snapshot:
         engine.dispose()
 
 
+_LABELS = {
+    "columns": "column",
+    "indexes": "index",
+    "foreign_keys": "foreign key",
+    "constraints": "constraint",
+}
+
+
 def differences(found: Snapshot, expected: Snapshot, *, allow_extra: bool = False) -> list[str]:
     """Readable lines saying how ``found`` differs from ``expected``.
 
@@ -133,7 +141,7 @@ def differences(found: Snapshot, expected: Snapshot, *, allow_extra: bool = Fals
     for table in sorted(expected.keys() & found.keys()):
         for aspect, wanted in expected[table].items():
             have = found[table].get(aspect, {})
-            label = aspect.rstrip("s").replace("_", " ")
+            label = _LABELS[aspect]
             for key in sorted(wanted.keys() - have.keys()):
                 lines.append(f"table {table}: {label} {key} is missing ({wanted[key]})")
             if not allow_extra:

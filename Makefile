@@ -1,0 +1,37 @@
+# Two commands on a fresh machine with Python 3.11+: `make db` and `make test`.
+# The first use of either makes the virtual environment (.venv) from the pinned constraints.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: db test lint pytest bench revisions clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+## The main job: create or upgrade the development database, then say where it is.
+db: $(STAMP)
+	$(BIN)/alembic upgrade head
+	$(BIN)/python -m data.db
+
+## The whole test suite: lint, types, then pytest (PostgreSQL tests included).
+test: lint pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

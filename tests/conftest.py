@@ -1,0 +1,124 @@
+"""Shared fixtures. Every test works on files under tmp_path; nothing reaches dev.db or the user's data."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEV_DB = PROJECT_ROOT / "dev.db"
+
+# Before anything imports data.db.session: point the module-level engine and any
+# platformdirs lookup at a scratch folder, never at dev.db or the real per-user directory.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="inklink-tests-"))
+os.environ["DB_PATH"] = str(_SCRATCH / "module-default.db")
+os.environ["XDG_DATA_HOME"] = str(_SCRATCH / "xdg-data")
+os.environ.pop("DATABASE_URL", None)
+
+from sqlalchemy import Engine  # noqa: E402
+from sqlalchemy.engine import URL  # noqa: E402
+
+from data.db.session import create_app_engine  # noqa: E402
+
+_DEV_DB_EXISTED = DEV_DB.exists()
+
+
+def sha256(path: Path) -> str:
+    """The file's hash, to prove a refusal left it byte-for-byte unchanged."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sqlite_url(path: Path) -> URL:
+    return URL.create("sqlite", database=str(path))
+
+
+def subprocess_env(db_path: Path | None = None, **extra: str) -> dict[str, str]:
+    """The environment for a child process: this one, with the database pointed where asked."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DB_PATH", "DATABASE_URL")}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    if db_path is not None:
+        env["DB_PATH"] = str(db_path)
+    env.update(extra)
+    return env
+
+
+def run_python(
+    code: str,
+    db_path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter, the way a second app window would."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(env) if env is not None else subprocess_env(db_path),
+        cwd=cwd or PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"child failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def run_alembic(
+    *args: str, db_path: Path, cwd: Path = PROJECT_ROOT, check: bool = True, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """The real ``alembic`` command of this environment, as a deploy would run it."""
+    alembic = Path(sys.executable).with_name("alembic")
+    result = subprocess.run(
+        [str(alembic), *args],
+        env=subprocess_env(db_path, **extra),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"alembic {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "studio" / "inklink.db"
+
+
+@pytest.fixture
+def app_engine(db_path: Path) -> Iterator[Engine]:
+    """The app's engine, under the app policy, on a fresh path."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_app_engine(sqlite_url(db_path))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _never_touch_dev_db() -> Iterator[None]:
+    yield
+    if not _DEV_DB_EXISTED:
+        assert not DEV_DB.exists(), "the test suite created dev.db"
+
+
+@pytest.fixture
+def created_engine(app_engine: Engine, db_path: Path) -> Engine:
+    """The app's engine on a database that init_db's runner has just created."""
+    from data.db.runner import ensure_current
+
+    assert ensure_current(app_engine).action == "created"
+    return app_engine

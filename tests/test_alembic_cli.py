@@ -1,0 +1,62 @@
+"""The real ``alembic`` command, run as a deploy or a developer would."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+
+from data.db.head import BASELINE_REVISION, HEAD_REVISION
+from data.db.runner import alembic_config, migrations_location
+from tests.conftest import PROJECT_ROOT, run_alembic
+
+
+def _version(path: Path) -> list[str]:
+    connection = sqlite3.connect(path)
+    try:
+        return [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
+    finally:
+        connection.close()
+
+
+def test_upgrade_check_downgrade_upgrade(db_path: Path) -> None:
+    run_alembic("upgrade", "head", db_path=db_path)
+    assert _version(db_path) == [HEAD_REVISION]
+    check = run_alembic("check", db_path=db_path)
+    assert "No new upgrade operations detected" in check.stdout + check.stderr
+    run_alembic("downgrade", "base", db_path=db_path)
+    assert _version(db_path) == []
+    run_alembic("upgrade", "head", db_path=db_path)
+    assert _version(db_path) == [HEAD_REVISION]
+
+
+def test_cli_honours_db_path_from_any_directory_with_an_explicit_ini(
+    db_path: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "deploy"
+    elsewhere.mkdir()
+    run_alembic(
+        "-c", str(PROJECT_ROOT / "alembic.ini"), "upgrade", "head", db_path=db_path, cwd=elsewhere
+    )
+    assert _version(db_path) == [HEAD_REVISION]
+    assert not (elsewhere / "dev.db").exists()
+
+
+def test_autogenerate_on_a_clean_tree_writes_no_revision(db_path: Path) -> None:
+    versions = PROJECT_ROOT / "migrations" / "versions"
+    before = set(versions.glob("*.py"))
+    run_alembic("upgrade", "head", db_path=db_path)
+    result = run_alembic("revision", "--autogenerate", "-m", "should be empty", db_path=db_path)
+    written = set(versions.glob("*.py")) - before
+    for stray in written:
+        stray.unlink()
+    assert not written, f"autogenerate wrote {written}:\n{result.stderr}"
+    assert "no revision written" in result.stderr
+
+
+def test_single_head_and_the_fast_path_constants_match_the_scripts() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert script.get_heads() == [HEAD_REVISION], "update data/db/head.py (see README)"
+    assert script.get_base() == BASELINE_REVISION
+    assert Path(migrations_location()) == PROJECT_ROOT / "migrations"

@@ -1,0 +1,210 @@
+"""The models' rules, enforced by the database itself (not only by Python)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session
+
+from data.db.session import create_session_factory
+from data.models import (
+    Client,
+    PaymentMethod,
+    SessionStatus,
+    TattooSession,
+    Transaction,
+    TransactionKind,
+)
+
+T0 = dt.datetime(2026, 5, 4, 14, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def db(created_engine: Engine) -> Iterator[Session]:
+    factory = create_session_factory(created_engine)
+    with factory() as session:
+        yield session
+    factory.remove()
+
+
+def _client(db: Session, name: str = "Ada", email: str | None = None) -> Client:
+    client = Client(first_name=name, last_name="Lovelace", email=email)
+    db.add(client)
+    db.flush()
+    return client
+
+
+def _booking(db: Session, client: Client, **fields: object) -> TattooSession:
+    values: dict[str, object] = {"artist": "Rui", "starts_at": T0, "price_cents": 30000}
+    values.update(fields)
+    booking = TattooSession(client=client, **values)
+    db.add(booking)
+    db.flush()
+    return booking
+
+
+def _payment(db: Session, client: Client, amount: int = 5000, **fields: object) -> Transaction:
+    values: dict[str, object] = {
+        "kind": TransactionKind.PAYMENT,
+        "method": PaymentMethod.CARD,
+        "amount_cents": amount,
+        "occurred_at": T0,
+    }
+    values.update(fields)
+    payment = Transaction(client=client, **values)
+    db.add(payment)
+    db.flush()
+    return payment
+
+
+def test_relationships_work_both_ways(db: Session) -> None:
+    client = _client(db)
+    booking = _booking(db, client)
+    payment = _payment(db, client, session=booking)
+    db.commit()
+    assert payment.session is booking and payment.client is client
+    assert booking.transactions == [payment] and booking.client is client
+    assert client.sessions == [booking] and client.transactions == [payment]
+    assert payment.client_id == booking.client_id
+
+
+def test_orphan_transaction_is_refused(db: Session) -> None:
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        db.execute(
+            text(
+                "INSERT INTO transactions (client_id, kind, method, amount_cents, occurred_at, "
+                "created_at) VALUES (999, 'payment', 'cash', 100, '2026-01-01', '2026-01-01')"
+            )
+        )
+
+
+def test_client_with_history_cannot_be_deleted(db: Session) -> None:
+    client = _client(db)
+    _booking(db, client)
+    _payment(db, client)
+    db.commit()
+    db.delete(client)
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        db.commit()
+    db.rollback()
+    assert db.scalar(select(Client).where(Client.id == client.id)) is not None
+    assert len(db.scalars(select(Transaction)).all()) == 1
+
+
+def test_a_session_with_payments_cannot_be_deleted(db: Session) -> None:
+    client = _client(db)
+    booking = _booking(db, client)
+    _payment(db, client, session=booking)
+    db.commit()
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        db.execute(text("DELETE FROM tattoo_sessions WHERE id = :id"), {"id": booking.id})
+
+
+@pytest.mark.parametrize("amount", [0, -500])
+def test_amount_must_be_positive(db: Session, amount: int) -> None:
+    client = _client(db)
+    with pytest.raises(IntegrityError, match="ck_transactions_amount_positive"):
+        _payment(db, client, amount=amount)
+
+
+def test_session_cannot_end_before_it_starts(db: Session) -> None:
+    client = _client(db)
+    with pytest.raises(IntegrityError, match="ck_tattoo_sessions_ends_after_starts"):
+        _booking(db, client, ends_at=T0 - dt.timedelta(hours=1))
+
+
+@pytest.mark.parametrize("column", ["price_cents", "deposit_cents"])
+def test_session_amounts_not_negative(db: Session, column: str) -> None:
+    client = _client(db)
+    with pytest.raises(IntegrityError, match=column.replace("_cents", "")):
+        _booking(db, client, **{column: -1})
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "constraint"),
+    [
+        ("tattoo_sessions", "status", "ck_tattoo_sessions_status"),
+        ("transactions", "kind", "ck_transactions_kind"),
+        ("transactions", "method", "ck_transactions_method"),
+    ],
+)
+def test_unknown_enum_values_are_refused_by_the_database(
+    db: Session, table: str, column: str, constraint: str
+) -> None:
+    client = _client(db)
+    booking = _booking(db, client)
+    payment = _payment(db, client)
+    row_id = booking.id if table == "tattoo_sessions" else payment.id
+    with pytest.raises(IntegrityError, match=constraint):
+        db.execute(text(f"UPDATE {table} SET {column} = 'bogus' WHERE id = :id"), {"id": row_id})
+
+
+def test_enums_are_stored_as_lower_case_values(db: Session) -> None:
+    client = _client(db)
+    _booking(db, client, status=SessionStatus.NO_SHOW)
+    _payment(db, client, kind=TransactionKind.TIP, method=PaymentMethod.BANK_TRANSFER)
+    db.commit()
+    assert db.execute(text("SELECT status FROM tattoo_sessions")).scalar() == "no_show"
+    assert db.execute(text("SELECT kind, method FROM transactions")).one() == (
+        "tip",
+        "bank_transfer",
+    )
+    assert db.scalars(select(TattooSession)).one().status is SessionStatus.NO_SHOW
+
+
+def test_payment_cannot_point_at_another_clients_session(db: Session) -> None:
+    ada = _client(db, "Ada")
+    grace = _client(db, "Grace")
+    adas_session = _booking(db, ada)
+    db.commit()
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        db.execute(
+            text(
+                "INSERT INTO transactions (client_id, session_id, kind, method, amount_cents, "
+                "occurred_at, created_at) VALUES (:client, :session, 'payment', 'cash', 100, "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            ),
+            {"client": grace.id, "session": adas_session.id},
+        )
+
+
+def test_datetimes_round_trip_as_utc(db: Session) -> None:
+    client = _client(db)
+    berlin_evening = dt.datetime(2026, 7, 1, 19, 30, tzinfo=ZoneInfo("Europe/Berlin"))
+    booking = _booking(db, client, starts_at=berlin_evening)
+    db.commit()
+    db.expire_all()
+    stored = db.get(TattooSession, booking.id)
+    assert stored is not None
+    assert stored.starts_at.tzinfo is dt.UTC
+    assert stored.starts_at == berlin_evening
+    assert stored.starts_at.hour == 17
+    assert stored.created_at.tzinfo is dt.UTC
+
+
+def test_naive_datetime_is_refused(db: Session) -> None:
+    client = _client(db)
+    with pytest.raises(StatementError, match="naive datetime"):
+        _booking(db, client, starts_at=dt.datetime(2026, 7, 1, 19, 30))
+
+
+def test_email_is_lower_case_and_unique_when_present(db: Session) -> None:
+    first = _client(db, "Ada", email="  Ada@Example.COM ")
+    assert first.email == "ada@example.com"
+    _client(db, "No-email-1")
+    _client(db, "No-email-2")  # several clients without email are fine
+    with pytest.raises(IntegrityError, match="UNIQUE"):
+        _client(db, "Twin", email="ADA@example.com")
+    db.rollback()
+    with pytest.raises(IntegrityError, match="ck_clients_email_lower_case"):
+        db.execute(
+            text(
+                "INSERT INTO clients (first_name, last_name, email, created_at, updated_at) "
+                "VALUES ('X', 'Y', 'Upper@Example.com', '2026-01-01', '2026-01-01')"
+            )
+        )
