@@ -7,8 +7,10 @@ from logging.config import fileConfig
 from typing import Any, Literal
 
 from alembic import context
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
+from data.db.errors import DataLayerError
 from data.db.runner import command_line_migration
 from data.db.session import DB_PATH, engine
 from data.models import Base
@@ -98,8 +100,12 @@ def run_migrations_online() -> None:
     else:
         # The command line: the same runner, lock, checks and single transaction as init_db().
         log.info("database: %s", DB_PATH if engine.dialect.name == "sqlite" else engine.url)
-        with command_line_migration(engine, context.script, _destination()) as connection:
-            configure_and_run(connection)
+        try:
+            with command_line_migration(engine, context.script, _destination()) as connection:
+                configure_and_run(connection)
+        except DataLayerError as exc:
+            # Alembic prints a CommandError as "FAILED: <message>", without a traceback.
+            raise CommandError(str(exc)) from exc
 
 
 if context.is_offline_mode():

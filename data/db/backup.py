@@ -52,11 +52,17 @@ def backup_database(db_path: Path, *, label: str, keep: int = KEEP_BACKUPS) -> P
     folder = backup_folder(db_path)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = folder / f"{db_path.stem}-{stamp}-{label}.db"
+    # Written under a temporary name and renamed when complete: a crash mid-copy never
+    # leaves something that looks like a backup.
+    partial = target.with_name(target.name + ".partial")
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
-        _copy(db_path, target)
+        for stale in folder.glob(f"{db_path.stem}-*.db.partial"):
+            stale.unlink(missing_ok=True)
+        _copy(db_path, partial)
+        os.replace(partial, target)
     except (OSError, sqlite3.Error) as exc:
-        target.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise BackupError(
             str(db_path),
             f"the backup before the upgrade could not be written to {target} ({exc})",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -44,7 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCK_TIMEOUT_SECONDS = 120.0
+# How long a second window (or a deploy) waits for a running upgrade before giving up.
+LOCK_TIMEOUT_SECONDS = float(os.environ.get("INKLINK_LOCK_TIMEOUT", "120"))
 # A table rebuild needs two to three times the database's size; the backup needs one more.
 DISK_SPACE_FACTOR = 4
 DISK_SPACE_MARGIN = 1024 * 1024

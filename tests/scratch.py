@@ -1,0 +1,151 @@
+"""A scratch copy of the project with extra revisions, run in child processes like a newer app."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.db.head import HEAD_REVISION
+from tests.conftest import PROJECT_ROOT, subprocess_env
+
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+REVISION_TEMPLATE = '''"""{doc}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+{upgrade}
+
+
+def downgrade() -> None:
+{downgrade}
+'''
+
+
+@dataclass(frozen=True)
+class Revision:
+    revision: str
+    upgrade: str
+    downgrade: str = "pass"
+    doc: str = "scratch revision"
+
+
+def _indent(body: str) -> str:
+    return textwrap.indent(textwrap.dedent(body).strip() or "pass", "    ")
+
+
+class ScratchProject:
+    """The project copied to ``root``: its own migrations, head and ``data`` package."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(PROJECT_ROOT / "data", root / "data", ignore=_IGNORE)
+        shutil.copytree(PROJECT_ROOT / "migrations", root / "migrations", ignore=_IGNORE)
+        for name in ("alembic.ini", "pyproject.toml"):
+            shutil.copy2(PROJECT_ROOT / name, root / name)
+        self.head = HEAD_REVISION
+
+    def add(self, revision: Revision) -> Path:
+        """Append ``revision`` after the current head and make it the head."""
+        path = self.root / "migrations" / "versions" / f"2099_{revision.revision}_scratch.py"
+        self.write(revision, down=self.head)
+        self.head = revision.revision
+        self._write_head()
+        return path
+
+    def write(self, revision: Revision, *, down: str) -> None:
+        """(Re)write a revision's file: how a developer fixes a broken revision."""
+        path = self.root / "migrations" / "versions" / f"2099_{revision.revision}_scratch.py"
+        path.write_text(
+            REVISION_TEMPLATE.format(
+                doc=revision.doc,
+                revision=revision.revision,
+                down=down,
+                upgrade=_indent(revision.upgrade),
+                downgrade=_indent(revision.downgrade),
+            )
+        )
+
+    def _write_head(self) -> None:
+        head_file = self.root / "data" / "db" / "head.py"
+        text = re.sub(
+            r'HEAD_REVISION = "\w+"', f'HEAD_REVISION = "{self.head}"', head_file.read_text()
+        )
+        head_file.write_text(text)
+
+    def env(self, db_path: Path, **extra: str) -> dict[str, str]:
+        env = subprocess_env(db_path, **extra)
+        env["PYTHONPATH"] = str(self.root)
+        return env
+
+    def python(
+        self, code: str, db_path: Path, *, check: bool = True, timeout: float = 300, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=self.env(db_path, **extra),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"child failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def init_db(
+        self, db_path: Path, *, check: bool = True, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        """``init_db()`` as the newer app would run it; prints the outcome's fields."""
+        code = (
+            "from data.db.session import init_db\n"
+            "o = init_db(progress=lambda p: print('PROGRESS', p.number, p.total, p.revision))\n"
+            "print('OUTCOME', o.action, o.from_revision, o.to_revision, o.backup_path)\n"
+        )
+        return self.python(code, db_path, check=check, **extra)
+
+    def alembic(
+        self, *args: str, db_path: Path, check: bool = True, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("alembic")), *args],
+            env=self.env(db_path, **extra),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"alembic failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+
+def query(db_path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read through a plain connection (no policy), as an outside observer."""
+    connection = sqlite3.connect(db_path)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def outcome_line(result: subprocess.CompletedProcess[str]) -> list[str]:
+    for line in result.stdout.splitlines():
+        if line.startswith("OUTCOME "):
+            return line.split()[1:]
+    raise AssertionError(f"no outcome printed:\n{result.stdout}\n{result.stderr}")
