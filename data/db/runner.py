@@ -158,14 +158,24 @@ def _is_known(script: ScriptDirectory) -> Callable[[str], bool]:
 
 
 def baseline_snapshot() -> dict[str, Any]:
-    """The schema the baseline revision creates, built in a scratch in-memory database."""
-    from alembic import command
+    """The schema the baseline revision creates, built in a scratch in-memory database.
+
+    The revision's ``upgrade()`` runs through a bare MigrationContext, not through
+    ``command.upgrade``: this also runs inside ``env.py`` (the CLI adopting a legacy file),
+    where a nested Alembic command would tear down the outer command's context.
+    """
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
 
+    baseline = script_directory().get_revision(BASELINE_REVISION)
+    assert baseline is not None
     engine = create_engine("sqlite://")
     try:
         with engine.begin() as connection:
-            command.upgrade(alembic_config(connection), BASELINE_REVISION)
+            context = MigrationContext.configure(connection, opts={"render_as_batch": True})
+            with Operations.context(context):
+                baseline.module.upgrade()
             return sqlite_snapshot(sqlite_query(connection), exclude=frozenset({VERSION_TABLE}))
     finally:
         engine.dispose()
@@ -285,7 +295,12 @@ def verify(connection: Connection, display: str, *, at_head: bool) -> None:
             f"after the upgrade it is at {versions}, not at {HEAD_REVISION}",
             "The upgrade was rolled back. " + UNCHANGED + " Report this message to support.",
         )
-    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    # PostgreSQL checks foreign keys on every statement; SQLite's are off while migrating.
+    broken = (
+        connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if connection.dialect.name == "sqlite"
+        else []
+    )
     if broken:
         sample = "; ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in broken[:5])
         raise SchemaVerificationError(
@@ -297,8 +312,14 @@ def verify(connection: Connection, display: str, *, at_head: bool) -> None:
         return
     from data.models import Base
 
-    expected = metadata_snapshot(Base.metadata)
-    found = sqlite_snapshot(sqlite_query(connection), exclude=frozenset({VERSION_TABLE}))
+    if connection.dialect.name == "postgresql":
+        from data.db.pg_schema import pg_metadata_snapshot, pg_snapshot
+
+        expected = pg_metadata_snapshot(connection, Base.metadata)
+        found = pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
+    else:
+        expected = metadata_snapshot(Base.metadata)
+        found = sqlite_snapshot(sqlite_query(connection), exclude=frozenset({VERSION_TABLE}))
     missing = differences(found, expected, allow_extra=True)
     if missing:
         raise SchemaVerificationError(
@@ -331,7 +352,7 @@ def ensure_current(
     if engine.dialect.name != "sqlite":
         from data.db.server import ensure_current_server
 
-        return ensure_current_server(engine, progress)
+        return ensure_current_server(engine, progress, lock_timeout=lock_timeout)
     db_path = sqlite_path(engine.url)
     display = str(db_path)
     check_location(db_path)

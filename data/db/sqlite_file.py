@@ -128,7 +128,10 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
         raise DatabaseNotWritableError(display, f"it cannot be opened ({exc})", UNCHANGED) from exc
     try:
         if quick_check:
-            problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
+            problems = [
+                " ".join(str(row[0]).split())
+                for row in connection.execute("PRAGMA quick_check").fetchall()
+            ]
             if problems != ["ok"]:
                 raise DatabaseCorruptError(
                     display,
