@@ -33,5 +33,9 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+## After writing a migration: record its checksum and the new head (data/db/head.py).
+revisions: $(STAMP)
+	$(BIN)/python -m data.db.revisions --update
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
