@@ -60,3 +60,44 @@ def test_single_head_and_the_fast_path_constants_match_the_scripts() -> None:
     assert script.get_heads() == [HEAD_REVISION], "update data/db/head.py (see README)"
     assert script.get_base() == BASELINE_REVISION
     assert Path(migrations_location()) == PROJECT_ROOT / "migrations"
+
+
+def test_env_runs_without_an_ini_file_on_a_handed_over_engine(db_path: Path) -> None:
+    """How a program drives migrations: a Config built in code, an Engine in attributes."""
+    from tests.conftest import run_python
+
+    code = f"""
+import logging
+from alembic import command
+from sqlalchemy import create_engine
+from data.db.runner import alembic_config
+
+app_log = logging.getLogger("frontdesk")
+engine = create_engine("sqlite:///{db_path}")
+config = alembic_config()
+assert config.config_file_name is None
+config.attributes["connection"] = engine
+command.upgrade(config, "head")
+print("DISABLED", app_log.disabled)
+"""
+    db_path.parent.mkdir(parents=True)
+    result = run_python(code, db_path.with_name("unused.db"))
+    assert "DISABLED False" in result.stdout
+    assert _version(db_path) == [HEAD_REVISION]
+
+
+def test_command_line_logging_leaves_the_apps_loggers_alone(db_path: Path) -> None:
+    from tests.conftest import run_python
+
+    code = f"""
+import logging
+from alembic import command
+from alembic.config import Config
+
+app_log = logging.getLogger("frontdesk")
+command.upgrade(Config("{PROJECT_ROOT / "alembic.ini"}"), "head")
+print("DISABLED", app_log.disabled)
+"""
+    result = run_python(code, db_path)
+    assert "DISABLED False" in result.stdout
+    assert _version(db_path) == [HEAD_REVISION]
