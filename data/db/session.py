@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal, TypedDict
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
@@ -28,11 +28,26 @@ CHECKOUT_MARKERS = ("pyproject.toml", "alembic.ini", "migrations/env.py")
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+class PlatformDirsArgs(TypedDict):
+    appname: str
+    appauthor: Literal[False]
+    roaming: bool
+
+
+# platformdirs' arguments for the per-user folder. No author level (the default repeats the
+# app name on Windows), and the roaming profile: %APPDATA%\InkLinkOS, not %LOCALAPPDATA%.
+USER_DATA_DIR_ARGS: Final[PlatformDirsArgs] = {
+    "appname": APP_NAME,
+    "appauthor": False,
+    "roaming": True,
+}
+
+
 def user_data_dir() -> Path:
     """The per-user data directory of InkLinkOS on this platform (platformdirs decides)."""
     import platformdirs
 
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False, roaming=True))
+    return Path(platformdirs.user_data_dir(**USER_DATA_DIR_ARGS))
 
 
 def is_source_checkout(root: Path = _PROJECT_ROOT) -> bool:

@@ -1,0 +1,44 @@
+"""The smallest front-desk app: bring the database up to date at start, then use it.
+
+Run it from a checkout (``python examples/frontdesk_app.py``), installed, or frozen with
+PyInstaller (see the README's "Freezing the app"); it prints what it did, one fact a line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sqlalchemy import func, select
+
+from data.db.errors import DataLayerError
+from data.db.runner import RevisionProgress
+from data.db.session import SessionLocal, get_db_path, init_db
+from data.models import Client
+
+
+def show_progress(step: RevisionProgress) -> None:
+    """A splash screen would move its bar here; one revision applied of ``step.total``."""
+    print(f"progress: {step.number}/{step.total} {step.revision} {step.description}", flush=True)
+
+
+def main() -> int:
+    print(f"database: {get_db_path()}", flush=True)
+    try:
+        outcome = init_db(progress=show_progress)
+    except DataLayerError as exc:
+        # The message names the file, what was found and what to do: show it as it is.
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"outcome: {outcome.action}")
+    print(f"revision: {outcome.to_revision}")
+    if outcome.backup_path is not None:
+        print(f"backup: {outcome.backup_path}")
+    print(f"summary: {outcome.describe()}")
+    with SessionLocal() as db:
+        clients = db.scalar(select(func.count()).select_from(Client))
+    print(f"clients: {clients}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
