@@ -7,8 +7,14 @@ Create Date: ${create_date}
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+<%
+    # A revision started empty (to be written by hand) keeps its imports through the
+    # post-write hook's `ruff check --fix`, which would otherwise remove them as unused.
+    steps = f"{upgrades}{downgrades}"
+    keep = "  # noqa: F401 (for the steps you write by hand)"
+%>
+import sqlalchemy as sa${"" if "sa." in steps else keep}
+from alembic import op${"" if "op." in steps else keep}
 ${imports if imports else ""}
 # revision identifiers, used by Alembic.
 revision: str = ${repr(up_revision)}
