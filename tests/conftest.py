@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.postgres"]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEV_DB = PROJECT_ROOT / "dev.db"
 

@@ -1,26 +1,278 @@
-"""The runner's PostgreSQL side (multi-seat studios)."""
+"""The runner's PostgreSQL side (multi-seat studios): one transaction, one advisory lock.
+
+Several front-desk machines and a deploy script may start at once against one server. Each
+takes the same advisory lock before it looks at the database, re-reads the state under it,
+and does its work in one transaction (PostgreSQL's DDL is transactional), so the database
+is created or upgraded exactly once. Backups of a server are the operator's job.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
+from data.db import runner
+from data.db.errors import (
+    ADVICE_UPDATE_APP,
+    DatabaseBusyError,
+    DatabaseNewerThanAppError,
+    DataLayerError,
+    LegacySchemaMismatchError,
+    MigrationFailedError,
+)
+from data.db.head import BASELINE_REVISION, HEAD_REVISION
 from data.db.outcome import UpgradeOutcome
+from data.db.pg_schema import pg_snapshot, pg_tables, scratch_schema
+from data.db.runner import LOCK_TIMEOUT_SECONDS
+from data.db.schema import Snapshot, differences
+from data.db.sqlite_file import VERSION_TABLE, FileState
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
     from data.db.runner import ProgressCallback
 
+log = logging.getLogger(__name__)
 
-def ensure_current_server(engine: Engine, progress: ProgressCallback | None) -> UpgradeOutcome:
-    raise NotImplementedError("PostgreSQL support is issue 7")
+# One key for every InkLinkOS migration on a database: the runner's transaction-level lock
+# and the command line's session-level lock on it exclude each other. (Advisory locks are
+# per database. A pooler in transaction mode breaks the session-level one: point the deploy
+# script's DATABASE_URL at the server itself.) The first 8 bytes of sha256("InkLinkOS
+# migrations") as a signed int64: unlikely to collide with another program's key.
+ADVISORY_LOCK_KEY = 66772767440182426
+_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
+
+NO_BACKUP_NOTE = "no backup made: backups of a server database are the operator's job"
+SERVER_UNCHANGED = "The database was not changed."
+
+
+class DatabaseUnreachableError(DataLayerError):
+    """The server refused the connection, or is not running."""
+
+
+def display_url(url: URL) -> str:
+    """The URL as SQLAlchemy shows it by default: the password masked."""
+    return url.render_as_string(hide_password=True)
+
+
+def _scrub(text: str, url: URL) -> str:
+    """Belt and braces: a driver message never carries the password, but make sure."""
+    password = url.password
+    return text.replace(str(password), "***") if password else text
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == _LOCK_NOT_AVAILABLE
+
+
+def _busy(display: str, timeout: float) -> DatabaseBusyError:
+    return DatabaseBusyError(
+        display,
+        f"another InkLinkOS seat or a deploy has held its migration lock for more than "
+        f"{timeout:.0f} seconds",
+        "Wait for the other machine's start or the deploy to finish, then start again. "
+        + SERVER_UNCHANGED,
+    )
 
 
 @contextlib.contextmanager
-def server_command_line_migration(engine: Engine, script: ScriptDirectory) -> Iterator[Connection]:
-    raise NotImplementedError("PostgreSQL support is issue 7")
-    yield
+def _connection(url: URL, display: str) -> Iterator[Connection]:
+    """A connection of its own (NullPool: closing it ends the server session and its locks)."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        try:
+            connection = engine.connect()
+        except DBAPIError as exc:
+            raise DatabaseUnreachableError(
+                display,
+                f"the server cannot be reached ({_scrub(_first_line(exc), url)})",
+                "Check that the PostgreSQL server is running and that DATABASE_URL names it, "
+                "its database, user and password.",
+            ) from exc
+        with connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _failures_explained(url: URL, display: str, timeout: float) -> Iterator[None]:
+    """Turn what goes wrong inside the migration transaction into errors for people."""
+    try:
+        yield
+    except DataLayerError:
+        raise
+    except Exception as exc:
+        if _is_lock_timeout(exc):
+            raise _busy(display, timeout) from exc
+        if type(exc).__module__.startswith("alembic."):
+            raise  # Alembic's own command errors already say what to do
+        raise MigrationFailedError(
+            display,
+            f"the upgrade failed: {_scrub(_first_line(exc), url)}",
+            "Nothing was changed: every step was rolled back. Report this message to support.",
+        ) from exc
+
+
+def _set_lock_timeout(connection: Connection, timeout: float) -> None:
+    # For this transaction only: the wait for the advisory lock, and for table locks that
+    # the migration's DDL needs while other seats are working.
+    connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(timeout * 1000)}ms'")
+
+
+def read_state(connection: Connection) -> FileState:
+    """Tables and recorded revisions of the current schema, read in the open transaction."""
+    tables = pg_tables(connection)
+    versions: tuple[str, ...] = ()
+    if VERSION_TABLE in tables:
+        versions = tuple(
+            str(row[0])
+            for row in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
+        )
+    return FileState(exists=True, size=0, tables=tables, versions=versions)
+
+
+def baseline_snapshot(connection: Connection, script: ScriptDirectory) -> Snapshot:
+    """The schema the baseline revision creates on this server, built and rolled back.
+
+    The revisions up to the baseline run through a bare MigrationContext, not through
+    ``command.upgrade``: this also runs inside ``env.py`` (the command line adopting legacy
+    tables), where a nested Alembic command would tear down the outer command's context.
+    """
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    chain = reversed(list(script.iterate_revisions(BASELINE_REVISION, "base")))
+    with scratch_schema(connection):
+        # Unqualified DDL lands in the scratch schema, first on the search path.
+        context = MigrationContext.configure(connection)
+        with Operations.context(context):
+            for revision in chain:
+                revision.module.upgrade()
+        return pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
+
+
+def check_legacy(connection: Connection, display: str, script: ScriptDirectory) -> None:
+    """Refuse tables made before migrations unless they are exactly the baseline schema."""
+    found = pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
+    problems = differences(found, baseline_snapshot(connection, script))
+    if problems:
+        listing = "\n  - ".join(problems)
+        raise LegacySchemaMismatchError(
+            display,
+            "its tables were not made by InkLinkOS's migrations and differ from the first "
+            f"InkLinkOS schema:\n  - {listing}\n",
+            SERVER_UNCHANGED + " Send this message to support; do not change the tables by hand.",
+        )
+
+
+def _classify(display: str, state: FileState, script: ScriptDirectory) -> str:
+    try:
+        return runner._plan(display, state, runner._is_known(script))
+    except DatabaseNewerThanAppError as exc:
+        # The same verdict as on SQLite, in words that fit a server.
+        raise DatabaseNewerThanAppError(
+            display, exc.found, ADVICE_UPDATE_APP + " " + SERVER_UNCHANGED
+        ) from None
+
+
+def ensure_current_server(
+    engine: Engine,
+    progress: ProgressCallback | None,
+    *,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+) -> UpgradeOutcome:
+    """Create or upgrade the server database behind ``engine``, once, whoever starts first."""
+    url = engine.url
+    display = display_url(url)
+    with (
+        _connection(url, display) as connection,
+        _failures_explained(url, display, lock_timeout),
+        connection.begin(),
+    ):
+        _set_lock_timeout(connection, lock_timeout)
+        # Held until this transaction ends; every seat and the deploy queue here.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+        # Re-read under the lock: another seat may have done the work meanwhile.
+        state = read_state(connection)
+        if not state.user_tables and not state.versions:
+            runner._create(connection)
+            runner.verify(connection, display, at_head=True)
+            log.info("created %s at revision %s", display, HEAD_REVISION)
+            return UpgradeOutcome("created", display, HEAD_REVISION)
+        script = runner.script_directory()
+        plan = _classify(display, state, script)
+        if plan == "current":
+            return UpgradeOutcome("current", display, HEAD_REVISION, HEAD_REVISION)
+        from_revision = state.versions[0] if state.versions else None
+        if plan == "adopt":
+            check_legacy(connection, display, script)
+            runner._stamp(connection, BASELINE_REVISION)
+        log.info("%s: %s", display, NO_BACKUP_NOTE)
+        from alembic import command
+
+        config = runner.alembic_config(connection)
+        config.attributes["on_version_apply"] = runner._progress_hook(
+            script, from_revision if plan != "adopt" else BASELINE_REVISION, progress
+        )
+        command.upgrade(config, "head")
+        runner.verify(connection, display, at_head=True)
+    outcome = UpgradeOutcome(
+        "adopted" if plan == "adopt" else "upgraded",
+        display,
+        HEAD_REVISION,
+        from_revision,
+        note=NO_BACKUP_NOTE,
+    )
+    log.info("%s", outcome.describe())
+    return outcome
+
+
+@contextlib.contextmanager
+def server_command_line_migration(
+    engine: Engine, script: ScriptDirectory, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS
+) -> Iterator[Connection]:
+    """The connection ``env.py`` runs the ``alembic`` command in, under init_db()'s policy.
+
+    A session-level advisory lock on the runner's key (the command line's transaction is
+    Alembic's to run), the same refusals, one transaction, and verification before commit.
+    """
+    url = engine.url
+    display = display_url(url)
+    with _connection(url, display) as connection:
+        with _failures_explained(url, display, lock_timeout), connection.begin():
+            _set_lock_timeout(connection, lock_timeout)
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})")
+        # The lock outlives that transaction; it ends with the session (the connection is
+        # not pooled) or with the unlock below.
+        try:
+            with _failures_explained(url, display, lock_timeout), connection.begin():
+                _set_lock_timeout(connection, lock_timeout)
+                state = read_state(connection)
+                plan = _classify(display, state, script)
+                if plan == "adopt":
+                    check_legacy(connection, display, script)
+                    runner._stamp(connection, BASELINE_REVISION)
+                yield connection
+                if VERSION_TABLE in pg_tables(connection):
+                    versions = read_state(connection).versions
+                    runner.verify(connection, display, at_head=versions == (HEAD_REVISION,))
+                    if versions != state.versions:
+                        log.info("%s: %s", display, NO_BACKUP_NOTE)
+        finally:
+            with contextlib.suppress(DBAPIError):
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})")
+                connection.commit()

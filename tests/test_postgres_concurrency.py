@@ -1,0 +1,218 @@
+"""Several seats and a deploy starting at once on one server: the database is made exactly once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from data.db.errors import DatabaseBusyError
+from data.db.head import HEAD_REVISION
+from data.db.runner import ensure_current, script_directory
+from data.db.server import ADVISORY_LOCK_KEY, server_command_line_migration
+from tests.conftest import PROJECT_ROOT, run_alembic
+from tests.postgres import ServerDatabases, pg_env, plain, versions
+from tests.scratch import Revision, ScratchProject
+
+pytestmark = pytest.mark.postgres
+
+SEATS = 8
+
+# Every child imports everything first, says it is ready, then waits for the start file,
+# so that they really start their work at the same moment.
+_WAIT = """
+import os, sys, time
+go = sys.argv[1]
+open(f"{go}.ready.{os.getpid()}", "w").close()
+while not os.path.exists(go):
+    time.sleep(0.001)
+"""
+
+INIT_DB = (
+    "from data.db.session import init_db\n"
+    + _WAIT
+    + "outcome = init_db()\nprint('ACTION', outcome.action)\n"
+)
+
+# The real ``alembic`` command line (what the console script calls), started on the signal,
+# with what env.py imports loaded beforehand so that it is as quick off the mark as the seats.
+ALEMBIC = (
+    "import alembic.command, data.db.server, data.db.session, data.models\n"
+    "from alembic.config import main\n" + _WAIT + "main(argv=['upgrade', 'head'])\n"
+)
+
+
+def _race(
+    codes: list[str], url: URL, tmp_path: Path, project: ScratchProject | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    go = tmp_path / f"go-{time.monotonic_ns()}"
+    env = pg_env(url, tmp_path)
+    if project is not None:
+        env["PYTHONPATH"] = str(project.root)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(go)],
+            env=env,
+            cwd=project.root if project is not None else PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for code in codes
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob(f"{go.name}.ready.*"))) < len(children):
+        assert time.monotonic() < deadline, "the children never got ready"
+        assert all(child.poll() is None for child in children), "a child died while starting"
+        time.sleep(0.01)
+    go.touch()
+    results = []
+    for child, code in zip(children, codes, strict=True):
+        stdout, stderr = child.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(code, child.returncode, stdout, stderr))
+    failures = [r for r in results if r.returncode != 0]
+    assert not failures, "\n---\n".join(r.stdout + r.stderr for r in failures)
+    return results
+
+
+def _actions(results: list[subprocess.CompletedProcess[str]]) -> list[str]:
+    return sorted(
+        line.split()[1]
+        for r in results
+        for line in r.stdout.splitlines()
+        if line.startswith("ACTION")
+    )
+
+
+def _table_count(url: URL) -> int:
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as connection:
+        count = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ).scalar()
+    engine.dispose()
+    return int(count or 0)
+
+
+def test_eight_seats_starting_at_once_create_the_database_once(pg_url: URL, tmp_path: Path) -> None:
+    results = _race([INIT_DB] * SEATS, pg_url, tmp_path)
+    assert _actions(results) == ["created"] + ["current"] * (SEATS - 1)
+    assert versions(pg_url) == [HEAD_REVISION]
+    assert _table_count(pg_url) == 4
+
+
+# Not idempotent: a second run in another process would fail on the table, or count twice.
+LEDGER = Revision(
+    "1ed6e4000001",
+    doc="a loyalty ledger, seeded once",
+    upgrade="""
+        op.create_table("loyalty_ledger", sa.Column("id", sa.Integer(), primary_key=True))
+        op.execute("INSERT INTO loyalty_ledger (id) SELECT id FROM clients")
+    """,
+    downgrade='op.drop_table("loyalty_ledger")',
+)
+
+
+def test_eight_seats_of_a_newer_app_upgrade_once(pg_url: URL, tmp_path: Path) -> None:
+    engine = create_engine(pg_url, poolclass=NullPool)
+    assert ensure_current(engine).action == "created"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO clients (first_name, last_name, created_at, updated_at) "
+            "VALUES ('Ada', 'Lovelace', now(), now())"
+        )
+    project = ScratchProject(tmp_path / "newer-app")
+    project.add(LEDGER)
+    results = _race([INIT_DB] * SEATS, pg_url, tmp_path, project)
+    assert _actions(results) == ["current"] * (SEATS - 1) + ["upgraded"]
+    assert versions(pg_url) == [LEDGER.revision]
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM loyalty_ledger").scalar() == 1
+    engine.dispose()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_deploy_and_app_starts_racing_upgrade_once(
+    pg_databases: ServerDatabases, tmp_path: Path, round_: int
+) -> None:
+    url = pg_databases.create()
+    try:
+        # The seats start a little apart, so that some of them meet the command mid-way.
+        seats = [f"import time; time.sleep({0.03 * n})\n{INIT_DB}" for n in range(4)]
+        results = _race([ALEMBIC, *seats], url, tmp_path)
+        cli_ran = results[0].stderr.count("Running upgrade")
+        created = _actions(results).count("created")
+        assert cli_ran + created == 1, _actions(results)
+        assert _actions(results).count("current") == 4 - created
+        assert versions(url) == [HEAD_REVISION]
+        assert _table_count(url) == 4
+    finally:
+        pg_databases.drop(url)
+
+
+def test_the_command_lines_lock_holds_off_the_app(pg_url: URL) -> None:
+    """The session-level lock of the CLI and the runner's transaction lock share one key."""
+    cli_engine = create_engine(pg_url, poolclass=NullPool)
+    app_engine = create_engine(pg_url, poolclass=NullPool)
+    try:
+        with server_command_line_migration(cli_engine, script_directory()):
+            started = time.monotonic()
+            with pytest.raises(DatabaseBusyError) as caught:
+                ensure_current(app_engine, lock_timeout=1)
+            assert 0.9 < time.monotonic() - started < 30
+        message = str(caught.value)
+        assert pg_url.render_as_string() in message and "migration lock" in message
+        # Released with the command: the app goes ahead.
+        assert ensure_current(app_engine, lock_timeout=5).action == "created"
+    finally:
+        cli_engine.dispose()
+        app_engine.dispose()
+
+
+def test_the_apps_lock_holds_off_the_command_line(pg_url: URL) -> None:
+    holder = create_engine(pg_url, poolclass=NullPool)
+    cli_engine = create_engine(pg_url, poolclass=NullPool)
+    try:
+        with holder.begin() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+            with (
+                pytest.raises(DatabaseBusyError),
+                server_command_line_migration(cli_engine, script_directory(), lock_timeout=1),
+            ):
+                pytest.fail("the command line ran while the app held the lock")
+    finally:
+        holder.dispose()
+        cli_engine.dispose()
+
+
+def test_the_command_line_gives_up_on_a_held_lock_with_a_clear_error(
+    pg_url: URL, tmp_path: Path
+) -> None:
+    holder = create_engine(pg_url, poolclass=NullPool)
+    try:
+        with holder.begin() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+            started = time.monotonic()
+            result = run_alembic(
+                "upgrade",
+                "head",
+                db_path=tmp_path / "unused.db",
+                check=False,
+                DATABASE_URL=plain(pg_url),
+                INKLINK_LOCK_TIMEOUT="1",
+            )
+            elapsed = time.monotonic() - started
+    finally:
+        holder.dispose()
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "migration lock for more than 1 seconds" in output, output
+    assert pg_url.render_as_string() in output
+    assert elapsed < 60
+    assert versions(pg_url) == []

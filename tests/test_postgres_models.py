@@ -1,0 +1,192 @@
+"""The models' rules on PostgreSQL, enforced by the server itself (as on SQLite)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session
+
+from data.db.runner import ensure_current
+from data.db.session import create_session_factory
+from data.models import Client, TattooSession, Transaction
+from tests.test_models import T0, _booking, _client, _payment
+
+pytestmark = pytest.mark.postgres
+
+# Not UTC, and not even a whole number of hours from it: psycopg answers timestamptz in
+# the session's zone, so a type that only relabels the value as UTC would be 5:45 off.
+SESSION_ZONE = "Asia/Kathmandu"
+
+
+@pytest.fixture(scope="module")
+def zoned_engine(pg_run_database: URL) -> Iterator[Engine]:
+    """The run database, created by the runner, with connections in a non-UTC time zone."""
+    engine = create_engine(pg_run_database, connect_args={"options": f"-c TimeZone={SESSION_ZONE}"})
+    assert ensure_current(engine).action == "created"
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(zoned_engine: Engine) -> Iterator[Session]:
+    factory = create_session_factory(zoned_engine)
+    with factory() as session:
+        yield session
+    factory.remove()
+    with zoned_engine.begin() as connection:
+        connection.exec_driver_sql(
+            "TRUNCATE transactions, tattoo_sessions, clients RESTART IDENTITY"
+        )
+
+
+def test_the_connection_really_is_in_another_time_zone(db: Session) -> None:
+    assert db.execute(text("SHOW TimeZone")).scalar() == SESSION_ZONE
+
+
+def test_relationships_work_both_ways(db: Session) -> None:
+    client = _client(db)
+    booking = _booking(db, client)
+    payment = _payment(db, client, session=booking)
+    db.commit()
+    assert payment.session is booking and booking.transactions == [payment]
+    assert client.sessions == [booking] and client.transactions == [payment]
+
+
+def test_orphan_transaction_is_refused(db: Session) -> None:
+    with pytest.raises(IntegrityError, match="fk_transactions_client_id_clients"):
+        db.execute(
+            text(
+                "INSERT INTO transactions (client_id, kind, method, amount_cents, occurred_at, "
+                "created_at) VALUES (999, 'payment', 'cash', 100, '2026-01-01Z', '2026-01-01Z')"
+            )
+        )
+
+
+def test_client_with_history_cannot_be_deleted(db: Session) -> None:
+    client = _client(db)
+    _booking(db, client)
+    _payment(db, client)
+    db.commit()
+    db.delete(client)
+    with pytest.raises(IntegrityError, match=r'violates foreign key constraint "fk_\w+_clients"'):
+        db.commit()
+    db.rollback()
+    assert db.scalar(select(Client).where(Client.id == client.id)) is not None
+    assert len(db.scalars(select(Transaction)).all()) == 1
+    assert len(db.scalars(select(TattooSession)).all()) == 1
+
+
+def test_a_session_with_payments_cannot_be_deleted(db: Session) -> None:
+    client = _client(db)
+    booking = _booking(db, client)
+    _payment(db, client, session=booking)
+    db.commit()
+    with pytest.raises(
+        IntegrityError, match="fk_transactions_session_id_client_id_tattoo_sessions"
+    ):
+        db.execute(text("DELETE FROM tattoo_sessions WHERE id = :id"), {"id": booking.id})
+
+
+@pytest.mark.parametrize("amount", [0, -500])
+def test_amount_must_be_positive(db: Session, amount: int) -> None:
+    client = _client(db)
+    with pytest.raises(IntegrityError, match="ck_transactions_amount_positive"):
+        _payment(db, client, amount=amount)
+
+
+def test_session_cannot_end_before_it_starts(db: Session) -> None:
+    client = _client(db)
+    with pytest.raises(IntegrityError, match="ck_tattoo_sessions_ends_after_starts"):
+        _booking(db, client, ends_at=T0 - dt.timedelta(hours=1))
+
+
+@pytest.mark.parametrize("column", ["price_cents", "deposit_cents"])
+def test_session_amounts_not_negative(db: Session, column: str) -> None:
+    client = _client(db)
+    name = column.replace("_cents", "")
+    with pytest.raises(IntegrityError, match=f"ck_tattoo_sessions_{name}_not_negative"):
+        _booking(db, client, **{column: -1})
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "constraint"),
+    [
+        ("tattoo_sessions", "status", "ck_tattoo_sessions_status"),
+        ("transactions", "kind", "ck_transactions_kind"),
+        ("transactions", "method", "ck_transactions_method"),
+    ],
+)
+def test_unknown_enum_values_are_refused_by_the_database(
+    db: Session, table: str, column: str, constraint: str
+) -> None:
+    client = _client(db)
+    booking = _booking(db, client)
+    payment = _payment(db, client)
+    row_id = booking.id if table == "tattoo_sessions" else payment.id
+    with pytest.raises(IntegrityError, match=constraint):
+        db.execute(text(f"UPDATE {table} SET {column} = 'bogus' WHERE id = :id"), {"id": row_id})
+
+
+def test_email_is_lower_case_and_unique_when_present(db: Session) -> None:
+    first = _client(db, "Ada", email="  Ada@Example.COM ")
+    assert first.email == "ada@example.com"
+    _client(db, "No-email-1")
+    _client(db, "No-email-2")  # several clients without email are fine
+    with pytest.raises(IntegrityError, match="uq_clients_email"):
+        _client(db, "Twin", email="ADA@example.com")
+    db.rollback()
+    with pytest.raises(IntegrityError, match="ck_clients_email_lower_case"):
+        db.execute(
+            text(
+                "INSERT INTO clients (first_name, last_name, email, created_at, updated_at) "
+                "VALUES ('X', 'Y', 'Upper@Example.com', now(), now())"
+            )
+        )
+
+
+def test_payment_cannot_point_at_another_clients_session(db: Session) -> None:
+    ada = _client(db, "Ada")
+    grace = _client(db, "Grace")
+    adas_session = _booking(db, ada)
+    db.commit()
+    with pytest.raises(
+        IntegrityError, match="fk_transactions_session_id_client_id_tattoo_sessions"
+    ):
+        db.execute(
+            text(
+                "INSERT INTO transactions (client_id, session_id, kind, method, amount_cents, "
+                "occurred_at, created_at) VALUES (:client, :session, 'payment', 'cash', 100, "
+                "now(), now())"
+            ),
+            {"client": grace.id, "session": adas_session.id},
+        )
+
+
+def test_datetimes_round_trip_as_utc(db: Session) -> None:
+    client = _client(db)
+    berlin_evening = dt.datetime(2026, 7, 1, 19, 30, tzinfo=ZoneInfo("Europe/Berlin"))
+    booking = _booking(db, client, starts_at=berlin_evening)
+    db.commit()
+    # The driver really answers in the session's zone...
+    raw = db.execute(text("SELECT starts_at FROM tattoo_sessions")).scalar_one()
+    assert raw.utcoffset() == dt.timedelta(hours=5, minutes=45)
+    # ...and the model's type converts it to UTC, not merely relabels it.
+    db.expire_all()
+    stored = db.get(TattooSession, booking.id)
+    assert stored is not None
+    assert stored.starts_at.tzinfo is dt.UTC
+    assert stored.starts_at == berlin_evening
+    assert (stored.starts_at.hour, stored.starts_at.minute) == (17, 30)
+    assert stored.created_at.tzinfo is dt.UTC
+
+
+def test_naive_datetime_is_refused(db: Session) -> None:
+    client = _client(db)
+    with pytest.raises(StatementError, match="naive datetime"):
+        _booking(db, client, starts_at=dt.datetime(2026, 7, 1, 19, 30))
