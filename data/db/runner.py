@@ -51,6 +51,8 @@ LOCK_TIMEOUT_SECONDS = float(os.environ.get("INKLINK_LOCK_TIMEOUT", "120"))
 DISK_SPACE_FACTOR = 4
 DISK_SPACE_MARGIN = 1024 * 1024
 
+ROLLED_BACK = "The upgrade was rolled back: nothing was changed. Report this message to support."
+
 PlanKind = Literal["create", "current", "upgrade", "adopt"]
 
 
@@ -293,7 +295,7 @@ def verify(connection: Connection, display: str, *, at_head: bool) -> None:
         raise SchemaVerificationError(
             display,
             f"after the upgrade it is at {versions}, not at {HEAD_REVISION}",
-            "The upgrade was rolled back. " + UNCHANGED + " Report this message to support.",
+            ROLLED_BACK,
         )
     # PostgreSQL checks foreign keys on every statement; SQLite's are off while migrating.
     broken = (
@@ -306,7 +308,7 @@ def verify(connection: Connection, display: str, *, at_head: bool) -> None:
         raise SchemaVerificationError(
             display,
             f"the upgrade would leave {len(broken)} rows pointing at missing rows ({sample})",
-            "The upgrade was rolled back. " + UNCHANGED + " Report this message to support.",
+            ROLLED_BACK,
         )
     if not at_head:
         return
@@ -326,7 +328,7 @@ def verify(connection: Connection, display: str, *, at_head: bool) -> None:
             display,
             "after the upgrade the schema does not provide what the app needs:\n  - "
             + "\n  - ".join(missing),
-            "The upgrade was rolled back. " + UNCHANGED + " Report this message to support.",
+            ROLLED_BACK,
         )
     for extra in extras(found, expected):
         log.info("%s has %s, which the models do not declare (kept)", display, extra)
