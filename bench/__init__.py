@@ -1,0 +1,1 @@
+"""Benchmarks of the data layer: ``python -m bench`` (see ``bench/__main__.py``)."""

@@ -1,0 +1,416 @@
+"""``python -m bench``: time init_db(), upgrades, a table rebuild and typical queries.
+
+Every measurement runs in fresh interpreters on scratch copies under a temporary folder
+(never dev.db); results are medians over repeated runs, and ratios are taken in the same run.
+``--quick`` is a smoke run with small sizes; ``--json PATH`` also writes every sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.children import (
+    APP_START,
+    COUNTED_INIT,
+    FIRST_RUN,
+    QUERIES,
+    RAW_REBUILD,
+    child_env,
+    run_child,
+)
+from bench.scratch import add_rebuild_revision, copy_project, scratch_project
+
+
+@dataclass(frozen=True)
+class Sizes:
+    histories: tuple[int, ...]  # synthetic revisions added after the real ones
+    start_repeats: int
+    create_repeats: int
+    upgrade_repeats: int
+    rebuild_repeats: int
+    clients: int
+    sessions: int
+    transactions: int
+    query_iterations: int
+
+
+FULL = Sizes((0, 50, 500), 21, 15, 5, 5, 10_000, 100_000, 1_000_000, 300)
+REBUILD_LABELS = {"batch": "Alembic batch_alter_table", "helper": "data.db.rebuild"}
+QUICK = Sizes((0, 50), 5, 3, 2, 1, 1_000, 5_000, 50_000, 50)
+
+
+@dataclass
+class Row:
+    section: str
+    measure: str
+    case: str
+    result: str
+    detail: str
+    target: str
+    met: bool | None
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, work: Path) -> None:
+        self.sizes = sizes
+        self.work = work
+        self.rows: list[Row] = []
+        self.samples: dict[str, Any] = {}
+        self.projects: dict[int, tuple[Path, list[str]]] = {}
+
+    def project(self, extra: int) -> tuple[Path, list[str]]:
+        if extra not in self.projects:
+            self.projects[extra] = scratch_project(self.work / f"history-{extra}", extra)
+        return self.projects[extra]
+
+    def create_at_head(self, root: Path, db: Path) -> None:
+        """A database made by init_db() and used once by the app (so it is in WAL mode)."""
+        _, answer = run_child(APP_START.format(with_init=True), child_env(root, db), root)
+        if answer["action"] != "created":
+            raise RuntimeError(f"expected a new database at {db}, got {answer}")
+
+    # --- (a) app start with and without init_db() at head ------------------------------------
+
+    def app_start(self) -> None:
+        say("(a) app start at head")
+        without = APP_START.format(with_init=False)
+        with_init = APP_START.format(with_init=True)
+        setups = {}
+        for extra in self.sizes.histories:
+            root, chain = self.project(extra)
+            db = root / "at-head.db"
+            self.create_at_head(root, db)
+            env = child_env(root, db)
+            for code in (without, with_init):  # warm-up: bytecode and the OS cache
+                run_child(code, env, root)
+            setups[extra] = (root, env, f"{len(chain)} revisions")
+        walls = {extra: {False: [], True: []} for extra in setups}
+        init_ms: dict[int, list[float]] = {extra: [] for extra in setups}
+        alembic = dict.fromkeys(setups, False)
+        # Every round runs every history, so a burst of noise on this shared machine lands
+        # on all of them alike; the order within a pair alternates for the same reason.
+        for repeat in range(self.sizes.start_repeats):
+            for extra, (root, env, _) in setups.items():
+                order = (False, True) if repeat % 2 == 0 else (True, False)
+                for use_init in order:
+                    wall, answer = run_child(with_init if use_init else without, env, root)
+                    walls[extra][use_init].append(wall)
+                    if use_init:
+                        if answer["action"] != "current":
+                            raise RuntimeError(f"expected the fast path, got {answer}")
+                        init_ms[extra].append(answer["init_ms"])
+                        alembic[extra] = alembic[extra] or answer["alembic"]
+        added_by_history: dict[str, float] = {}
+        for extra, (_, _, case) in setups.items():
+            base, full = median(walls[extra][False]), median(walls[extra][True])
+            in_process = median(init_ms[extra])
+            added_by_history[case] = in_process
+            self.samples[f"a/{case}"] = {
+                "without": walls[extra][False],
+                "with": walls[extra][True],
+                "init": init_ms[extra],
+            }
+            self.rows.append(
+                Row(
+                    "a",
+                    "app start + init_db() at head",
+                    case,
+                    f"init_db() {in_process:.2f} ms in process",
+                    f"start {base:.0f} -> {full:.0f} ms ({full / base:.3f}x, "
+                    f"{full - base:+.1f} ms); alembic imported: "
+                    f"{'yes' if alembic[extra] else 'no'}",
+                    "< 5 ms added, no alembic",
+                    in_process < 5 and not alembic[extra],
+                )
+            )
+        spread = max(added_by_history.values()) - min(added_by_history.values())
+        self.rows.append(
+            Row(
+                "a",
+                "flat in history length",
+                " vs ".join(added_by_history),
+                f"spread {spread:.2f} ms",
+                "max - min of the in-process medians",
+                "flat (< 1 ms spread)",
+                spread < 1,
+            )
+        )
+
+    # --- (b) the first run on a new file ---------------------------------------------------
+
+    def first_run(self) -> None:
+        say("(b) first run on a new file")
+        timings = {extra: {False: [], True: []} for extra in self.sizes.histories}
+        alembic = dict.fromkeys(self.sizes.histories, False)
+        # Round 0 warms bytecode and the OS cache; every round runs every history.
+        for repeat in range(self.sizes.create_repeats + 1):
+            for extra in self.sizes.histories:
+                root, _ = self.project(extra)
+                for preload in (True, False):
+                    db = root / f"new-{repeat}-{preload}.db"
+                    env = child_env(root, db)
+                    _, answer = run_child(FIRST_RUN.format(preload=preload), env, root)
+                    if answer["action"] != "created":
+                        raise RuntimeError(f"expected a new database, got {answer}")
+                    alembic[extra] = alembic[extra] or answer["alembic"]
+                    if repeat:
+                        timings[extra][preload].append(answer["ms"])
+                    for leftover in root.glob(f"new-{repeat}-{preload}.db*"):
+                        leftover.unlink()
+        results: dict[str, float] = {}
+        for extra in self.sizes.histories:
+            _, chain = self.project(extra)
+            work, total = median(timings[extra][True]), median(timings[extra][False])
+            case = f"{len(chain)} revisions"
+            results[case] = work
+            self.samples[f"b/{case}"] = {
+                "preloaded": timings[extra][True],
+                "cold": timings[extra][False],
+            }
+            self.rows.append(
+                Row(
+                    "b",
+                    "first run on a new file",
+                    case,
+                    f"{work:.1f} ms excluding imports",
+                    f"{total:.1f} ms with the runner's own imports; "
+                    f"alembic imported: {'yes' if alembic[extra] else 'no'}",
+                    "< 50 ms, no alembic",
+                    work < 50 and not alembic[extra],
+                )
+            )
+        ratio = max(results.values()) / min(results.values())
+        self.rows.append(
+            Row(
+                "b",
+                "flat in history length",
+                " vs ".join(results),
+                f"{ratio:.2f}x",
+                "slowest / fastest median, excluding imports",
+                "flat (<= 1.2x)",
+                ratio <= 1.2,
+            )
+        )
+
+    # --- (c) upgrades from behind: commits and time --------------------------------------
+
+    def upgrades(self) -> None:
+        say("(c) upgrades from 1 and 50 revisions behind")
+        root, chain = self.project(50)
+        for behind in (1, 50):
+            timings: list[float] = []
+            commits: list[int] = []
+            for repeat in range(self.sizes.upgrade_repeats):
+                db = root / f"behind-{behind}-{repeat}.db"
+                self.create_at_head(root, db)
+                connection = sqlite3.connect(db, isolation_level=None)
+                try:
+                    connection.execute(
+                        "UPDATE alembic_version SET version_num = ?", (chain[-1 - behind],)
+                    )
+                finally:
+                    connection.close()
+                _, answer = run_child(COUNTED_INIT, child_env(root, db), root)
+                if answer["action"] != "upgraded":
+                    raise RuntimeError(f"expected an upgrade, got {answer}")
+                timings.append(answer["ms"])
+                commits.append(answer["commits"] + answer["autocommit_writes"])
+            case = f"{behind} behind (of {len(chain)})"
+            self.samples[f"c/{case}"] = {"ms": timings, "commits": commits}
+            self.rows.append(
+                Row(
+                    "c",
+                    "upgrade through init_db()",
+                    case,
+                    f"{max(commits)} commit(s)",
+                    f"{median(timings):.0f} ms (lock, backup, upgrade, verify)",
+                    "1 commit",
+                    set(commits) == {1},
+                )
+            )
+
+    # --- (d) a table rebuild through the runner against the raw SQL copy -----------------
+
+    def studio(self) -> Path:
+        from bench.studio import fill
+
+        db = self.work / "studio.db"
+        if not db.exists():
+            say(
+                f"building a studio: {self.sizes.clients} clients, {self.sizes.sessions} "
+                f"sessions, {self.sizes.transactions} transactions"
+            )
+            root, _ = self.project(0)
+            self.create_at_head(root, db)
+            fill(db, self.sizes.clients, self.sizes.sessions, self.sizes.transactions)
+        return db
+
+    def rebuild(self, how: str) -> None:
+        say(f"(d) rebuild of transactions: runner ({how}) against raw SQL")
+        studio = self.studio()
+        root = copy_project(self.work / f"rebuild-{how}")
+        add_rebuild_revision(root, how)
+        timing = self.work / "rebuild-timing"
+        runner: list[float] = []
+        runner_total: list[float] = []
+        raw: list[float] = []
+        commits: list[int] = []
+        for repeat in range(self.sizes.rebuild_repeats):
+            for side in ("runner", "raw") if repeat % 2 == 0 else ("raw", "runner"):
+                db = self.work / f"rebuild-{side}.db"
+                shutil.copyfile(studio, db)
+                if side == "runner":
+                    env = child_env(root, db, BENCH_REBUILD_TIMING=str(timing))
+                    _, answer = run_child(COUNTED_INIT, env, root)
+                    if answer["action"] != "upgraded":
+                        raise RuntimeError(f"expected an upgrade, got {answer}")
+                    runner.append(answer["rebuild_ms"])
+                    runner_total.append(answer["ms"])
+                    commits.append(answer["commits"] + answer["autocommit_writes"])
+                else:
+                    _, answer = run_child(RAW_REBUILD, child_env(root, None), root, str(db))
+                    raw.append(answer["rebuild_ms"])
+                for leftover in self.work.glob(f"rebuild-{side}.db*"):
+                    leftover.unlink()
+                shutil.rmtree(self.work / "backups", ignore_errors=True)
+        ratio = median(runner) / median(raw)
+        self.samples[f"d/{how}"] = {
+            "runner": runner,
+            "runner_total": runner_total,
+            "raw": raw,
+            "commits": commits,
+        }
+        self.rows.append(
+            Row(
+                "d",
+                f"rebuild transactions ({REBUILD_LABELS[how]})",
+                f"{self.sizes.transactions:,} rows",
+                f"{ratio:.3f}x raw SQL",
+                f"{median(runner):.0f} ms vs raw {median(raw):.0f} ms; whole init_db() "
+                f"{median(runner_total):.0f} ms with backup and checks, "
+                f"{max(commits)} commit(s)",
+                "<= 1.05x" if how == "helper" else "(reference)",
+                ratio <= 1.05 if how == "helper" else None,
+            )
+        )
+
+    # --- (e) typical queries ----------------------------------------------------------------
+
+    def queries(self) -> None:
+        say("(e) typical queries, ORM against raw SQL")
+        studio = self.studio()
+        root, _ = self.project(0)
+        env = child_env(root, studio)
+        _, report = run_child(QUERIES, env, root, str(self.sizes.query_iterations))
+        self.samples["e"] = report
+        case = f"{self.sizes.clients:,}/{self.sizes.sessions:,}/{self.sizes.transactions:,}"
+        for query in report:
+            ratio = query["orm_us"] / query["raw_us"]
+            self.rows.append(
+                Row(
+                    "e",
+                    query["name"],
+                    case,
+                    f"{ratio:.2f}x raw SQL",
+                    f"ORM {query['orm_us']:.0f} us vs raw {query['raw_us']:.0f} us, "
+                    f"{query['rows']} rows; index: {'yes' if query['index'] else 'NO'}",
+                    "index, <= 4x",
+                    query["index"] and ratio <= 4,
+                )
+            )
+
+
+def table(rows: list[Row]) -> str:
+    header = ("", "measure", "case", "result", "detail", "target", "met")
+    lines = [
+        (
+            row.section,
+            row.measure,
+            row.case,
+            row.result,
+            row.detail,
+            row.target,
+            "-" if row.met is None else ("yes" if row.met else "NO"),
+        )
+        for row in rows
+    ]
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out.extend("| " + " | ".join(line) + " |" for line in lines)
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
+    parser.add_argument(
+        "--only", default="abcde", help="sections to run, e.g. 'ad' (default: abcde)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    work = Path(tempfile.mkdtemp(prefix="inklink-bench-"))
+    started = time.perf_counter()
+    bench = Bench(sizes, work)
+    try:
+        if "a" in args.only:
+            bench.app_start()
+        if "b" in args.only:
+            bench.first_run()
+        if "c" in args.only:
+            bench.upgrades()
+        if "d" in args.only:
+            bench.rebuild("batch")
+            bench.rebuild("helper")
+        if "e" in args.only:
+            bench.queries()
+    finally:
+        if args.keep:
+            say(f"scratch kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    print(table(bench.rows))
+    print(
+        f"\n{platform.python_implementation()} {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, {'quick' if args.quick else 'full'} run "
+        f"in {elapsed:.0f} s"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "sizes": asdict(sizes),
+                    "python": platform.python_version(),
+                    "sqlite": sqlite3.sqlite_version,
+                    "seconds": elapsed,
+                    "rows": [asdict(row) for row in bench.rows],
+                    "samples": bench.samples,
+                },
+                indent=2,
+            )
+        )
+    return 0 if all(row.met is not False for row in bench.rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

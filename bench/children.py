@@ -1,0 +1,187 @@
+"""The programs the benchmark times, each run in a fresh interpreter, and how to run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# (a) An app start: import the models, connect, one query; with or without init_db().
+APP_START = """
+import json, sys, time
+import data.models
+from data.db.session import engine, init_db
+init_ms = None
+action = None
+if {with_init}:
+    started = time.perf_counter()
+    action = init_db().action
+    init_ms = (time.perf_counter() - started) * 1000
+with engine.connect() as connection:
+    connection.exec_driver_sql("SELECT count(*) FROM clients").scalar()
+alembic = any(name == "alembic" or name.startswith("alembic.") for name in sys.modules)
+print(json.dumps({{"init_ms": init_ms, "action": action, "alembic": alembic}}))
+"""
+
+# (b) The first run on a new file. With ``preload``, the runner's own imports happen before
+# the clock starts, so only the work is timed.
+FIRST_RUN = """
+import json, sys, time
+import data.models
+from data.db.session import init_db
+if {preload}:
+    import data.db.fast_path, data.db.runner
+started = time.perf_counter()
+action = init_db().action
+elapsed = (time.perf_counter() - started) * 1000
+alembic = any(name == "alembic" or name.startswith("alembic.") for name in sys.modules)
+print(json.dumps({{"ms": elapsed, "action": action, "alembic": alembic}}))
+"""
+
+# (c), (d) init_db() with every COMMIT on the database file counted, through SQLite's trace
+# callback on every connection made to it (the app's, the runner's, the migration engine's),
+# plus any write run outside a transaction (SQLite commits those on its own).
+COUNTED_INIT = """
+import json, os, sqlite3, sys, time
+target = os.path.realpath(os.environ["DB_PATH"])
+counts = {"commits": 0, "autocommit_writes": 0, "statements": 0}
+READS = {"SELECT", "PRAGMA", "BEGIN", "ROLLBACK", "SAVEPOINT", "RELEASE", "EXPLAIN", "WITH"}
+_connect = sqlite3.connect
+
+def connect(database, *args, **kwargs):
+    connection = _connect(database, *args, **kwargs)
+    if os.path.realpath(os.fspath(database)) == target:
+        def trace(sql, connection=connection):
+            counts["statements"] += 1
+            words = sql.split(None, 1)
+            first = words[0].upper() if words else ""
+            if first in ("COMMIT", "END"):
+                counts["commits"] += 1
+            elif not connection.in_transaction and first not in READS:
+                counts["autocommit_writes"] += 1
+        connection.set_trace_callback(trace)
+    return connection
+
+sqlite3.connect = sqlite3.dbapi2.connect = connect
+import data.models
+from data.db.session import init_db
+started = time.perf_counter()
+outcome = init_db()
+elapsed = (time.perf_counter() - started) * 1000
+rebuild_ms = None
+timing = os.environ.get("BENCH_REBUILD_TIMING")
+if timing and os.path.exists(timing):
+    with open(timing) as handle:
+        rebuild_ms = float(handle.read())
+print(json.dumps({"ms": elapsed, "action": outcome.action, "rebuild_ms": rebuild_ms, **counts}))
+"""
+
+# (d) The same rebuild in raw SQL: a copy SQLite can do page by page (INSERT ... SELECT *
+# into an identical empty table), then the indexes, in one transaction with foreign keys off.
+RAW_REBUILD = """
+import json, re, sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("PRAGMA busy_timeout = 30000")
+connection.execute("PRAGMA foreign_keys = OFF")
+(table_sql,) = connection.execute(
+    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'transactions'"
+).fetchone()
+indexes = [row[0] for row in connection.execute(
+    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'transactions' "
+    "AND sql IS NOT NULL"
+)]
+new_sql = re.sub(r"^CREATE TABLE \\"?transactions\\"?", "CREATE TABLE transactions_new", table_sql)
+connection.execute("BEGIN IMMEDIATE")
+started = time.perf_counter()
+connection.execute(new_sql)
+connection.execute("INSERT INTO transactions_new SELECT * FROM transactions")
+connection.execute("DROP TABLE transactions")
+connection.execute("ALTER TABLE transactions_new RENAME TO transactions")
+for sql in indexes:
+    connection.execute(sql)
+rebuild_ms = (time.perf_counter() - started) * 1000
+connection.execute("COMMIT")
+total_ms = (time.perf_counter() - started) * 1000
+connection.close()
+print(json.dumps({"rebuild_ms": rebuild_ms, "ms": total_ms}))
+"""
+
+# (e) The three typical queries, through the ORM on the app's engine and as raw SQL.
+QUERIES = """
+import json, sqlite3, statistics, sys, time
+from sqlalchemy.orm import Session
+from data.db.session import DB_PATH, engine
+from bench.studio import queries, query_plan, uses_an_index
+
+iterations = int(sys.argv[1])
+raw = sqlite3.connect(DB_PATH, isolation_level=None)
+report = []
+for query in queries():
+    def orm():
+        with Session(engine, expire_on_commit=False) as session:
+            return query.run_orm(session)
+
+    def plain():
+        return raw.execute(query.raw_sql, query.raw_params).fetchall()
+
+    orm_result, raw_result = orm(), plain()
+    if isinstance(orm_result, list):
+        assert len(orm_result) == len(raw_result), (query.name, len(orm_result), len(raw_result))
+        rows = len(raw_result)
+    else:
+        assert orm_result == raw_result[0][0], (query.name, orm_result, raw_result)
+        rows = 1
+    compiled = query.statement.compile(engine, compile_kwargs={"literal_binds": True})
+    orm_plan = query_plan(raw, str(compiled), ())
+    raw_plan = query_plan(raw, query.raw_sql, query.raw_params)
+    for _ in range(10):
+        orm(); plain()
+    orm_us, raw_us = [], []
+    for _ in range(iterations):
+        started = time.perf_counter(); orm(); orm_us.append((time.perf_counter() - started) * 1e6)
+        started = time.perf_counter(); plain(); raw_us.append((time.perf_counter() - started) * 1e6)
+    report.append({
+        "name": query.name, "rows": rows,
+        "orm_us": statistics.median(orm_us), "raw_us": statistics.median(raw_us),
+        "orm_plan": orm_plan, "raw_plan": raw_plan,
+        "index": uses_an_index(orm_plan) and uses_an_index(raw_plan),
+    })
+print(json.dumps(report))
+"""
+
+
+def child_env(project: Path, db_path: Path | None, **extra: str) -> dict[str, str]:
+    """This environment, with ``project`` first on the path and bytecode caching on."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DB_PATH", "DATABASE_URL", "PYTHONDONTWRITEBYTECODE", "PYTHONPATH")
+    }
+    # The copy's ``data`` wins over the editable install; ``bench`` comes from the checkout.
+    env["PYTHONPATH"] = os.pathsep.join([str(project), str(Path(__file__).resolve().parents[1])])
+    env["XDG_DATA_HOME"] = str(project / "xdg-data")
+    if db_path is not None:
+        env["DB_PATH"] = str(db_path)
+    env.update(extra)
+    return env
+
+
+def run_child(code: str, env: dict[str, str], cwd: Path, *args: str) -> tuple[float, Any]:
+    """Run ``code`` in a fresh interpreter; its wall time in ms and its JSON answer."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    wall = (time.perf_counter() - started) * 1000
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{result.stdout}\n{result.stderr}")
+    return wall, json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,0 +1,141 @@
+"""Scratch copies of the project with a longer migration history, for timing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("data", "migrations", "alembic.ini", "pyproject.toml")
+_HEAD_LINE = re.compile(r'^HEAD_REVISION = "[0-9a-z_]+"$', re.MULTILINE)
+
+SYNTHETIC_REVISION = '''"""bench: synthetic revision {number} (a tiny index)
+
+Revision ID: {revision}
+Revises: {down}
+"""
+
+from alembic import op
+
+revision: str = "{revision}"
+down_revision: str | None = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_bench_{number:04d}", "clients", ["last_name"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_bench_{number:04d}", table_name="clients")
+'''
+
+# A pure rebuild of transactions, timed from inside the migration transaction: the file
+# named by BENCH_REBUILD_TIMING receives the milliseconds the rebuild itself took.
+REBUILD_REVISION = '''"""bench: rebuild transactions ({how})
+
+Revision ID: {revision}
+Revises: {down}
+"""
+
+import os
+import time
+
+from alembic import op
+
+revision: str = "{revision}"
+down_revision: str | None = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    started = time.perf_counter()
+{body}
+    elapsed = (time.perf_counter() - started) * 1000
+    with open(os.environ["BENCH_REBUILD_TIMING"], "w") as handle:
+        handle.write(repr(elapsed))
+
+
+def downgrade() -> None:
+    pass
+'''
+
+REBUILD_BODIES = {
+    # Alembic's own batch mode, as a revision written by the book would do it.
+    "batch": '    with op.batch_alter_table("transactions", recreate="always"):\n        pass',
+    # The project's helper for the same rebuild (data/db/rebuild.py).
+    "helper": (
+        "    from data.db.rebuild import rebuild_table\n\n"
+        '    rebuild_table(op.get_bind(), "transactions")'
+    ),
+}
+
+
+def current_head(root: Path = PROJECT_ROOT) -> str:
+    text = (root / "data" / "db" / "head.py").read_text()
+    match = _HEAD_LINE.search(text)
+    if match is None:
+        raise RuntimeError("data/db/head.py has no HEAD_REVISION line")
+    return match.group(0).split('"')[1]
+
+
+def copy_project(target: Path) -> Path:
+    """Copy what ``init_db()`` and Alembic need into ``target`` (no caches, no databases)."""
+    target.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.db", "*.db-*", "_pyinstaller")
+    for name in COPIED:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=ignore)
+        else:
+            shutil.copy2(source, target / name)
+    return target
+
+
+def set_head(root: Path, revision: str) -> None:
+    """Point the copy's fast-path constant at ``revision``."""
+    path = root / "data" / "db" / "head.py"
+    text, count = _HEAD_LINE.subn(f'HEAD_REVISION = "{revision}"', path.read_text())
+    if count != 1:
+        raise RuntimeError(f"{path}: expected one HEAD_REVISION line")
+    path.write_text(text)
+
+
+def synthetic_revision_id(number: int) -> str:
+    return f"bench{number:07d}"
+
+
+def add_synthetic_revisions(root: Path, count: int) -> list[str]:
+    """Chain ``count`` trivial revisions after the copy's head; return the whole chain added."""
+    versions = root / "migrations" / "versions"
+    down = current_head(root)
+    chain = []
+    for number in range(1, count + 1):
+        revision = synthetic_revision_id(number)
+        text = SYNTHETIC_REVISION.format(number=number, revision=revision, down=down)
+        (versions / f"bench_{number:04d}_{revision}.py").write_text(text)
+        chain.append(revision)
+        down = revision
+    if chain:
+        set_head(root, chain[-1])
+    return chain
+
+
+def add_rebuild_revision(root: Path, how: str) -> str:
+    """One revision that rebuilds ``transactions`` (``how``: batch or helper)."""
+    down = current_head(root)
+    revision = f"rebuild{how}"[:12]
+    text = REBUILD_REVISION.format(how=how, revision=revision, down=down, body=REBUILD_BODIES[how])
+    (root / "migrations" / "versions" / f"bench_rebuild_{revision}.py").write_text(text)
+    set_head(root, revision)
+    return revision
+
+
+def scratch_project(target: Path, extra_revisions: int) -> tuple[Path, list[str]]:
+    """A copy of the project with ``extra_revisions`` synthetic revisions after its head."""
+    root = copy_project(target)
+    base = current_head(root)
+    return root, [base, *add_synthetic_revisions(root, extra_revisions)]
