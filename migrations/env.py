@@ -10,7 +10,7 @@ from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
-from data.db.errors import DataLayerError, SchemaVerificationError
+from data.db.errors import DataLayerError
 from data.db.runner import command_line_migration
 from data.db.session import DB_PATH, engine
 from data.models import Base
@@ -104,12 +104,6 @@ def run_migrations_online() -> None:
         try:
             with command_line_migration(engine, context.script, destination) as connection:
                 configure_and_run(connection)
-        except SchemaVerificationError as exc:
-            # Authoring a revision (autogenerate, check) reads a database the models are ahead
-            # of: that is the point of the command, not a failure. Nothing was written.
-            if destination is not False:
-                raise CommandError(str(exc)) from exc
-            log.info("the models differ from the database (expected while authoring): %s", exc)
         except DataLayerError as exc:
             # Alembic prints a CommandError as "FAILED: <message>", without a traceback.
             raise CommandError(str(exc)) from exc

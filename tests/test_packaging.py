@@ -20,13 +20,13 @@ from sqlalchemy import create_engine
 
 from data.db.head import HEAD_REVISION
 from data.db.runner import alembic_config, script_directory
-from data.models import Base
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
 CONSTRAINTS = PROJECT_ROOT / "constraints.txt"
 EXAMPLE_APP = PROJECT_ROOT / "examples" / "frontdesk_app.py"
+LEGACY_SQL = PROJECT_ROOT / "tests" / "fixtures" / "legacy_v0_schema.sql"
 # Variables that would point a child at the checkout, at another database or another Python.
 _LEAKY = ("DB_PATH", "DATABASE_URL", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 
@@ -85,12 +85,12 @@ def _previous_revision() -> str | None:
 
 
 def _legacy_database(path: Path) -> None:
-    """Tables as the pre-Alembic ``create_all`` left them: no version table."""
-    engine = create_engine(f"sqlite:///{path}")
+    """Tables as the pre-Alembic ``create_all`` left them (the frozen schema): no version table."""
+    connection = sqlite3.connect(path)
     try:
-        Base.metadata.create_all(engine)
+        connection.executescript(LEGACY_SQL.read_text())
     finally:
-        engine.dispose()
+        connection.close()
 
 
 def _database_at(path: Path, revision: str) -> None:
@@ -224,21 +224,6 @@ def test_installed_wheel_runs_the_migration_scripts(app_venv: Venv, tmp_path: Pa
     assert not (tmp_path / "home" / "xdg-data").exists(), "DB_PATH was not honoured"
     assert list(cwd.iterdir()) == []
     assert _files(site) == before
-
-
-def test_installed_wheel_upgrades_from_the_previous_revision(
-    app_venv: Venv, tmp_path: Path
-) -> None:
-    previous = _previous_revision()
-    if previous is None:
-        pytest.skip("only one revision exists: nothing to upgrade from (adoption covers it)")
-    old = tmp_path / "old.db"
-    _database_at(old, previous)
-    report = _init_twice(app_venv, _user_env(tmp_path / "home", DB_PATH=old), tmp_path)
-    assert report["actions"] == ["upgraded", "current"]
-    assert report["from"] == previous
-    assert report["steps"] and report["steps"][-1] == HEAD_REVISION  # type: ignore[index]
-    assert _versions(old) == [HEAD_REVISION]
 
 
 # --- the frozen app --------------------------------------------------------------------------

@@ -421,7 +421,9 @@ def command_line_migration(
     if engine.dialect.name != "sqlite":
         from data.db.server import server_command_line_migration
 
-        with server_command_line_migration(engine, script) as connection:
+        with server_command_line_migration(
+            engine, script, writes=destination is not False
+        ) as connection:
             yield connection
         return
     db_path = sqlite_path(engine.url)
@@ -441,7 +443,9 @@ def command_line_migration(
             if plan == "adopt":
                 _stamp(connection, BASELINE_REVISION)
             yield connection
-            if connection.dialect.has_table(connection, VERSION_TABLE):
+            # Commands that only read (check, autogenerate) compare models that are ahead of
+            # the database on purpose: nothing was written, so nothing to verify.
+            if destination is not False and connection.dialect.has_table(connection, VERSION_TABLE):
                 versions = [
                     r[0]
                     for r in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")

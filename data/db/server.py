@@ -243,7 +243,11 @@ def ensure_current_server(
 
 @contextlib.contextmanager
 def server_command_line_migration(
-    engine: Engine, script: ScriptDirectory, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS
+    engine: Engine,
+    script: ScriptDirectory,
+    *,
+    writes: bool = True,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
 ) -> Iterator[Connection]:
     """The connection ``env.py`` runs the ``alembic`` command in, under init_db()'s policy.
 
@@ -267,7 +271,9 @@ def server_command_line_migration(
                     check_legacy(connection, display, script)
                     runner._stamp(connection, BASELINE_REVISION)
                 yield connection
-                if VERSION_TABLE in pg_tables(connection):
+                # Commands that only read (check, autogenerate) compare models that are ahead
+                # of the database on purpose: nothing to verify there.
+                if writes and VERSION_TABLE in pg_tables(connection):
                     versions = read_state(connection).versions
                     runner.verify(connection, display, at_head=versions == (HEAD_REVISION,))
                     if versions != state.versions:
