@@ -208,3 +208,25 @@ def test_email_is_lower_case_and_unique_when_present(db: Session) -> None:
                 "VALUES ('X', 'Y', 'Upper@Example.com', '2026-01-01', '2026-01-01')"
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("2026-07-01 17:30:00.000000", dt.datetime(2026, 7, 1, 17, 30, tzinfo=dt.UTC)),
+        ("2026-07-01 19:30:00+02:00", dt.datetime(2026, 7, 1, 17, 30, tzinfo=dt.UTC)),
+        ("2026-07-01", dt.datetime(2026, 7, 1, tzinfo=dt.UTC)),
+    ],
+)
+def test_stored_text_from_other_writers_reads_back_as_utc(
+    db: Session, stored: str, expected: dt.datetime
+) -> None:
+    booking = _booking(db, _client(db))
+    db.commit()
+    db.execute(text("UPDATE tattoo_sessions SET starts_at = :s"), {"s": stored})
+    db.commit()
+    db.expire_all()
+    reread = db.get(TattooSession, booking.id)
+    assert reread is not None
+    assert reread.starts_at == expected
+    assert reread.starts_at.tzinfo is dt.UTC

