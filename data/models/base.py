@@ -75,12 +75,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             try:
                 # Stored offset-free in UTC: parsing with the offset attached is ~8x faster
                 # than datetime.replace(tzinfo=...) afterwards.
-                return parse(value + "+00:00")
-            except ValueError:  # written by something else, with an offset or without time
+                parsed = parse(value + "+00:00")
+            except ValueError:  # written by something else, with an offset of its own
                 parsed = parse(value)
-                if parsed.tzinfo is None:
-                    return parsed.replace(tzinfo=utc)
-                return parsed.astimezone(utc)
+            if parsed.tzinfo is None:  # a bare date ignores the attached offset
+                return parsed.replace(tzinfo=utc)
+            return parsed if parsed.tzinfo is utc else parsed.astimezone(utc)
 
         return process
 
