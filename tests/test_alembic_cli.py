@@ -101,3 +101,16 @@ print("DISABLED", app_log.disabled)
     result = run_python(code, db_path)
     assert "DISABLED False" in result.stdout
     assert _version(db_path) == [HEAD_REVISION]
+
+
+def test_first_start_after_a_deploy_takes_the_fast_path(db_path: Path) -> None:
+    """A file `alembic upgrade head` wrote is left in WAL mode, so the app need not load Alembic."""
+    from tests.conftest import run_python
+
+    run_alembic("upgrade", "head", db_path=db_path)
+    assert db_path.read_bytes()[18] == 2, "the deploy left the file out of WAL mode"
+    code = (
+        "import sys\nfrom data.db.session import init_db\n"
+        "print(init_db().action, 'alembic' in sys.modules)"
+    )
+    assert run_python(code, db_path).stdout.split() == ["current", "False"]

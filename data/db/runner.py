@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -36,7 +37,14 @@ from data.db.errors import (
 from data.db.head import BASELINE_REVISION, HEAD_REVISION
 from data.db.outcome import UpgradeOutcome
 from data.db.policy import create_migration_engine
-from data.db.schema import differences, extras, metadata_snapshot, sqlite_query, sqlite_snapshot
+from data.db.schema import (
+    Snapshot,
+    differences,
+    extras,
+    metadata_snapshot,
+    sqlite_query,
+    sqlite_snapshot,
+)
 from data.db.sqlite_file import VERSION_TABLE, FileState, check_location, inspect_sqlite_file
 
 if TYPE_CHECKING:
@@ -183,24 +191,39 @@ def baseline_snapshot() -> dict[str, Any]:
         engine.dispose()
 
 
-def _check_legacy(display: str, db_path: Path) -> None:
+def refuse_legacy_mismatch(display: str, found: Snapshot, expected: Snapshot, kept: str) -> None:
     """Refuse tables made before migrations unless they are exactly the baseline schema."""
-    import sqlite3
-
-    connection = sqlite3.connect(db_path, timeout=30, isolation_level=None)
-    try:
-        found = sqlite_snapshot(lambda sql: connection.execute(sql).fetchall())
-    finally:
-        connection.close()
-    problems = differences(found, baseline_snapshot())
+    problems = differences(found, expected)
     if problems:
         listing = "\n  - ".join(problems)
         raise LegacySchemaMismatchError(
             display,
             "its tables were not made by InkLinkOS's migrations and differ from the first "
             f"InkLinkOS schema:\n  - {listing}\n",
-            "It was not changed. Send this message to support; do not edit the file by hand.",
+            kept + " Send this message to support; do not change the tables by hand.",
         )
+
+
+def _check_legacy(display: str, db_path: Path) -> None:
+    connection = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+    try:
+        found = sqlite_snapshot(lambda sql: connection.execute(sql).fetchall())
+    finally:
+        connection.close()
+    refuse_legacy_mismatch(display, found, baseline_snapshot(), UNCHANGED)
+
+
+def _use_wal(db_path: Path) -> None:
+    """Leave a file this runner wrote in the app's journal mode, so the next start is fast.
+
+    The at-head fast path only opens files already in WAL mode (see fast_path.py); without
+    this, the first start after ``create`` or ``alembic upgrade head`` would load Alembic.
+    """
+    connection = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+    finally:
+        connection.close()
 
 
 def _check_disk_space(display: str, db_path: Path, size: int) -> None:
@@ -365,6 +388,7 @@ def ensure_current(
             with _migration_transaction(engine.url, display, None) as connection:
                 _create(connection)
                 verify(connection, display, at_head=True)
+            _use_wal(db_path)
             log.info("created %s at revision %s", display, HEAD_REVISION)
             return UpgradeOutcome("created", display, HEAD_REVISION)
         script = script_directory()
@@ -377,6 +401,7 @@ def ensure_current(
         _check_disk_space(display, db_path, state.size)
         backup = backup_database(db_path, label=from_revision or "legacy", keep=keep_backups)
         upgrade(engine.url, display, plan, from_revision, script, progress)
+        _use_wal(db_path)
         outcome = UpgradeOutcome(
             "adopted" if plan == "adopt" else "upgraded",
             display,
@@ -451,3 +476,5 @@ def command_line_migration(
                     for r in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
                 ]
                 verify(connection, display, at_head=versions == [HEAD_REVISION])
+        if destination is not False:
+            _use_wal(db_path)

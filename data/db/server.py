@@ -24,14 +24,13 @@ from data.db.errors import (
     DatabaseBusyError,
     DatabaseNewerThanAppError,
     DataLayerError,
-    LegacySchemaMismatchError,
     MigrationFailedError,
 )
 from data.db.head import BASELINE_REVISION, HEAD_REVISION
 from data.db.outcome import UpgradeOutcome
 from data.db.pg_schema import pg_snapshot, pg_tables, scratch_schema
 from data.db.runner import LOCK_TIMEOUT_SECONDS
-from data.db.schema import Snapshot, differences
+from data.db.schema import Snapshot
 from data.db.sqlite_file import VERSION_TABLE, FileState
 
 if TYPE_CHECKING:
@@ -168,15 +167,8 @@ def baseline_snapshot(connection: Connection, script: ScriptDirectory) -> Snapsh
 def check_legacy(connection: Connection, display: str, script: ScriptDirectory) -> None:
     """Refuse tables made before migrations unless they are exactly the baseline schema."""
     found = pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
-    problems = differences(found, baseline_snapshot(connection, script))
-    if problems:
-        listing = "\n  - ".join(problems)
-        raise LegacySchemaMismatchError(
-            display,
-            "its tables were not made by InkLinkOS's migrations and differ from the first "
-            f"InkLinkOS schema:\n  - {listing}\n",
-            SERVER_UNCHANGED + " Send this message to support; do not change the tables by hand.",
-        )
+    expected = baseline_snapshot(connection, script)
+    runner.refuse_legacy_mismatch(display, found, expected, SERVER_UNCHANGED)
 
 
 def _classify(display: str, state: FileState, script: ScriptDirectory) -> str:
