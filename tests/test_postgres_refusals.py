@@ -188,7 +188,7 @@ def test_without_a_server_ci_fails_and_a_developer_skips(tmp_path: Path, require
             "no:cacheprovider",
             "-q",
             "-rs",
-            "tests/test_postgres_models.py::test_naive_datetime_is_refused",
+            "tests/test_models.py::test_naive_datetime_is_refused[postgres]",
         ],
         env=env,
         cwd=PROJECT_ROOT,
