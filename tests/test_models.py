@@ -303,3 +303,15 @@ def test_the_driver_answers_in_the_sessions_zone(postgres_db: Session) -> None:
     raw = db.execute(text("SELECT starts_at FROM tattoo_sessions")).scalar_one()
     assert raw.utcoffset() == dt.timedelta(hours=5, minutes=45)
     assert raw == berlin_evening
+
+
+def test_a_value_outside_the_enum_is_an_error_on_read_not_none(sqlite_db: Session) -> None:
+    """Only a file edited behind the CHECK's back can hold one; reading it must not hide it."""
+    booking = _booking(sqlite_db, _client(sqlite_db))
+    sqlite_db.commit()
+    sqlite_db.execute(text("PRAGMA ignore_check_constraints = ON"))
+    sqlite_db.execute(text("UPDATE tattoo_sessions SET status = 'postponed'"))
+    sqlite_db.commit()
+    sqlite_db.expire_all()
+    with pytest.raises(ValueError, match="'postponed' is not a valid SessionStatus"):
+        sqlite_db.get(TattooSession, booking.id)

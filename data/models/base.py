@@ -110,16 +110,20 @@ class StrEnumType(TypeDecorator[Any]):
         return self.enum_class(value)
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
-        members = self.enum_class._value2member_map_
-        enum_class = self.enum_class
+        # A dict lookup in C for every known value; NULL and unknown values fall through to
+        # __missing__, where an unknown one raises as Enum(value) would.
+        return _MemberLookup(self.enum_class).__getitem__
 
-        def process(value: Any) -> Any:
-            if value is None:
-                return None
-            member = members.get(value)
-            return member if member is not None else enum_class(value)  # raises for unknown
 
-        return process
+class _MemberLookup(dict[Any, Any]):
+    """Stored value -> enum member."""
+
+    def __init__(self, enum_class: type[enum.Enum]) -> None:
+        super().__init__(enum_class._value2member_map_)
+        self.enum_class = enum_class
+
+    def __missing__(self, value: Any) -> Any:
+        return None if value is None else self.enum_class(value)
 
 
 def enum_check(column: str, enum_class: type[enum.Enum]) -> str:
