@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -139,6 +139,9 @@ REBUILD_TRANSACTIONS = Revision(
     "deadbeef0001",
     doc="rebuild transactions (a long table copy)",
     upgrade="""
+        import os, pathlib
+        # Tells the test the migration itself has started: imports and backup are done.
+        pathlib.Path(os.environ["INKLINK_TEST_MARKER"]).touch()
         with op.batch_alter_table("transactions", recreate="always") as batch:
             batch.alter_column("note", existing_type=sa.Text(), type_=sa.Text())
     """,
@@ -171,47 +174,95 @@ def _intact(db: Path) -> str:
     return str(version[0])
 
 
+INIT_DB = "from data.db.session import init_db\nprint(init_db().action, flush=True)"
+POLL = 0.005
+WAIT_LIMIT = 120.0
+
+
+def _start_init_db(project: ScratchProject, db: Path, marker: Path) -> subprocess.Popen[str]:
+    marker.unlink(missing_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", INIT_DB],
+        env=project.env(db, INKLINK_TEST_MARKER=str(marker)),
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_until(child: subprocess.Popen[str], seen: Callable[[], bool]) -> bool:
+    """Poll until ``seen()``; False if the child exited first. Bounded, for a loaded machine."""
+    deadline = time.monotonic() + WAIT_LIMIT
+    while not seen():
+        if child.poll() is not None:
+            return seen()
+        assert time.monotonic() < deadline, "the child neither got there nor exited"
+        time.sleep(POLL)
+    return True
+
+
+def _kill(child: subprocess.Popen[str]) -> bool:
+    """SIGKILL the child; True if it was still running (it did not finish on its own)."""
+    child.send_signal(signal.SIGKILL)
+    _out, err = child.communicate(timeout=WAIT_LIMIT)
+    if child.returncode != -signal.SIGKILL:
+        assert child.returncode == 0, err
+    return child.returncode == -signal.SIGKILL
+
+
 @pytest.mark.slow
 def test_sigkill_at_any_moment_of_a_long_upgrade_loses_nothing(tmp_path: Path) -> None:
     db = tmp_path / "studio" / "inklink.db"
     _big_studio(db)
     project = ScratchProject(tmp_path / "newer-app")
     project.add(REBUILD_TRANSACTIONS)
-    code = "from data.db.session import init_db\nprint(init_db().action, flush=True)"
-
-    # Calibrate on copies: how long the whole upgrade takes here, imports included (the
-    # first run also compiles the scratch project, so the second one is timed).
+    marker = tmp_path / "migration-started"
     sqlite3.connect(db).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
-    durations = []
+
+    # Calibrate on copies: how long the upgrade runs once the revision's upgrade() has
+    # started (migration, verify, commit, exit). Anchored to the marker, so interpreter
+    # start-up and the backup, however slow on a loaded machine, are not part of it. The
+    # first run also compiles the scratch project, so the second one is used.
+    windows = []
     for attempt in range(2):
         calibration = tmp_path / f"calibration-{attempt}" / "inklink.db"
         calibration.parent.mkdir()
         calibration.write_bytes(db.read_bytes())
+        child = _start_init_db(project, calibration, marker)
+        assert _wait_until(child, marker.exists)
         started = time.monotonic()
-        project.python(code, calibration)
-        durations.append(time.monotonic() - started)
-    duration = durations[-1]
+        out, err = child.communicate(timeout=WAIT_LIMIT)
+        windows.append(time.monotonic() - started)
+        assert child.returncode == 0 and out.strip() == "upgraded", err
+    window = windows[-1]
+
+    # The backup phase: kill as soon as the backup's partial file shows up (before the
+    # migration starts). Not counted below: the backup may finish before it is seen.
+    partials = db.parent / "backups"
+    child = _start_init_db(project, db, marker)
+    _wait_until(child, lambda: any(partials.glob("*.partial")) or marker.exists())
+    _kill(child)
+    assert _intact(db) == HEAD_REVISION
 
     killed_mid_upgrade = 0
-    for fraction in (0.15, 0.35, 0.5, 0.65, 0.8, 0.95):
-        child = subprocess.Popen(
-            [sys.executable, "-c", code],
-            env=project.env(db),
-            cwd=project.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(duration * fraction)
-        child.send_signal(signal.SIGKILL)
-        child.communicate()
-        killed_mid_upgrade += child.returncode == -signal.SIGKILL
-        assert _intact(db) in (HEAD_REVISION, REBUILD_TRANSACTIONS.revision)
-        if _intact(db) == REBUILD_TRANSACTIONS.revision:
+    for fraction in (0.1, 0.3, 0.5, 0.7, 0.9):
+        child = _start_init_db(project, db, marker)
+        started = _wait_until(child, marker.exists)
+        if started:
+            time.sleep(window * fraction)
+        killed = _kill(child)
+        # Only a kill after upgrade() began, with the child still running, counts.
+        killed_mid_upgrade += int(started and killed)
+        revision = _intact(db)
+        assert revision in (HEAD_REVISION, REBUILD_TRANSACTIONS.revision)
+        if revision == REBUILD_TRANSACTIONS.revision:
             break
-    assert killed_mid_upgrade >= 3, "the kills must land while the upgrade runs"
+    assert killed_mid_upgrade >= 3, (
+        f"only {killed_mid_upgrade} kills landed while the migration ran (window {window:.2f}s)"
+    )
 
-    result = project.python(code, db)
+    result = project.python(INIT_DB, db, INKLINK_TEST_MARKER=str(marker))
     assert result.stdout.strip() in ("upgraded", "current")
     assert _intact(db) == REBUILD_TRANSACTIONS.revision
     assert not list((db.parent / "backups").glob("*.partial"))
