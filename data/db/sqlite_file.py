@@ -10,7 +10,9 @@ from pathlib import Path
 
 from data.db.errors import (
     ADVICE_RESTORE,
+    ADVICE_RETRY,
     UNCHANGED,
+    DatabaseBusyError,
     DatabaseCorruptError,
     DatabaseNotWritableError,
     NotADatabaseError,
@@ -121,7 +123,10 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
             "Check that DB_PATH names the InkLinkOS database (inklink.db); if this file is "
             "something else, move it away and start again. " + UNCHANGED,
         )
-    _check_length(display, header, size)
+    if not _recovery_pending(path):
+        # With a journal or WAL beside it, a crash mid-checkpoint may have left the file
+        # shorter than its header says; SQLite recovers that when it opens the file.
+        _check_length(display, header, size)
     try:
         connection = sqlite3.connect(path, timeout=30, isolation_level=None)
     except sqlite3.Error as exc:
@@ -151,13 +156,27 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
             )
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            raise
+            raise DatabaseBusyError(
+                display,
+                "another program kept it locked for more than 30 seconds",
+                ADVICE_RETRY + " " + UNCHANGED,
+            ) from exc
         raise DatabaseCorruptError(
             display, f"the file is damaged ({exc})", ADVICE_RESTORE + " " + UNCHANGED
         ) from exc
     finally:
         connection.close()
     return FileState(exists=True, size=size, tables=tables, versions=versions)
+
+
+def _recovery_pending(path: Path) -> bool:
+    for suffix in ("-wal", "-journal"):
+        try:
+            if path.with_name(path.name + suffix).stat().st_size > 0:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _check_length(display: str, header: bytes, size: int) -> None:
