@@ -94,19 +94,18 @@ def run_migrations_online() -> None:
     if isinstance(handed, Connection):
         # A program (init_db's runner, a test) owns the transaction and its policy.
         configure_and_run(handed)
-    elif isinstance(handed, Engine):
-        with handed.begin() as connection:
+        return
+    # The command line, or a program handing over an Engine: the same runner, lock, checks
+    # and single transaction as init_db(), on the database that engine names.
+    target = handed if isinstance(handed, Engine) else engine
+    on_db_path = target is engine and engine.dialect.name == "sqlite"
+    log.info("database: %s", DB_PATH if on_db_path else target.url)  # str(url) masks passwords
+    try:
+        with command_line_migration(target, context.script, _destination()) as connection:
             configure_and_run(connection)
-    else:
-        # The command line: the same runner, lock, checks and single transaction as init_db().
-        log.info("database: %s", DB_PATH if engine.dialect.name == "sqlite" else engine.url)
-        destination = _destination()
-        try:
-            with command_line_migration(engine, context.script, destination) as connection:
-                configure_and_run(connection)
-        except DataLayerError as exc:
-            # Alembic prints a CommandError as "FAILED: <message>", without a traceback.
-            raise CommandError(str(exc)) from exc
+    except DataLayerError as exc:
+        # Alembic prints a CommandError as "FAILED: <message>", without a traceback.
+        raise CommandError(str(exc)) from exc
 
 
 if context.is_offline_mode():

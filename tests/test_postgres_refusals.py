@@ -14,13 +14,13 @@ from sqlalchemy.pool import NullPool
 
 from data.db.errors import (
     DatabaseNewerThanAppError,
+    DatabaseUnreachableError,
     DataLayerError,
     LegacySchemaMismatchError,
 )
 from data.db.pg_schema import pg_snapshot
 from data.db.runner import ensure_current
 from data.db.schema import Snapshot
-from data.db.server import DatabaseUnreachableError
 from data.models import Base
 from tests.conftest import PROJECT_ROOT, run_alembic, run_python
 from tests.postgres import pg_env, plain, versions

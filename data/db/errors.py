@@ -57,6 +57,14 @@ class BackupError(DataLayerError):
     """A backup could not be made, checked or restored."""
 
 
+class DatabaseUnreachableError(DataLayerError):
+    """The database server refused the connection, or is not running."""
+
+
+class DatabaseURLError(DataLayerError):
+    """``DATABASE_URL`` names something other than a PostgreSQL server."""
+
+
 # User-facing advice, kept in one place so the wording stays consistent.
 UNCHANGED = "The file was not changed."
 ADVICE_RESTORE = (

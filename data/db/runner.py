@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from filelock import FileLock, Timeout
 from sqlalchemy import Column, Connection, Engine, MetaData, PrimaryKeyConstraint, String, Table
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 
 from data.db.backup import KEEP_BACKUPS, backup_database
 from data.db.errors import (
@@ -28,6 +29,7 @@ from data.db.errors import (
     UNCHANGED,
     DatabaseBusyError,
     DatabaseNewerThanAppError,
+    DatabaseNotWritableError,
     DataLayerError,
     LegacySchemaMismatchError,
     MigrationFailedError,
@@ -115,7 +117,8 @@ def script_directory() -> ScriptDirectory:
 @contextlib.contextmanager
 def migration_lock(db_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
     """The inter-process lock beside the database: two app windows, or the app and a deploy."""
-    lock = FileLock(str(db_path) + ".lock", timeout=timeout)
+    lock_path = str(db_path) + ".lock"
+    lock = FileLock(lock_path, timeout=timeout)
     try:
         lock.acquire()
     except Timeout as exc:
@@ -123,6 +126,13 @@ def migration_lock(db_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iter
             str(db_path),
             f"another process has been upgrading it for more than {timeout:.0f} seconds",
             "Wait for the other InkLinkOS window or update to finish. " + ADVICE_RETRY,
+        ) from exc
+    except OSError as exc:  # e.g. a lock file left by a deploy that ran as another user
+        raise DatabaseNotWritableError(
+            str(db_path),
+            f"its lock file {lock_path} cannot be opened ({exc})",
+            "Give this user write access to that file, or delete it while no InkLinkOS "
+            "program or deploy is running. " + UNCHANGED,
         ) from exc
     try:
         yield
@@ -136,7 +146,7 @@ def migration_lock(db_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iter
 def _plan(display: str, state: FileState, known: Callable[[str], bool]) -> PlanKind:
     if not state.user_tables and not state.versions:
         return "create"
-    if not state.has_version_table:
+    if not state.versions:  # tables, but no version recorded: made before migrations
         return "adopt"
     if len(state.versions) != 1:
         raise DatabaseNewerThanAppError(
@@ -207,7 +217,9 @@ def refuse_legacy_mismatch(display: str, found: Snapshot, expected: Snapshot, ke
 def _check_legacy(display: str, db_path: Path) -> None:
     connection = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     try:
-        found = sqlite_snapshot(lambda sql: connection.execute(sql).fetchall())
+        found = sqlite_snapshot(
+            lambda sql: connection.execute(sql).fetchall(), exclude=frozenset({VERSION_TABLE})
+        )
     finally:
         connection.close()
     refuse_legacy_mismatch(display, found, baseline_snapshot(), UNCHANGED)
@@ -219,11 +231,16 @@ def _use_wal(db_path: Path) -> None:
     The at-head fast path only opens files already in WAL mode (see fast_path.py); without
     this, the first start after ``create`` or ``alembic upgrade head`` would load Alembic.
     """
-    connection = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     try:
-        connection.execute("PRAGMA journal_mode = WAL")
-    finally:
-        connection.close()
+        connection = sqlite3.connect(db_path, timeout=2, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        # The work is committed: never fail for this. The app's engine switches the file
+        # to WAL on its first connection anyway; only the next start's fast path is lost.
+        log.warning("could not switch %s to WAL mode yet: %s", db_path, exc)
 
 
 def _check_disk_space(display: str, db_path: Path, size: int) -> None:
@@ -243,9 +260,13 @@ def _check_disk_space(display: str, db_path: Path, size: int) -> None:
 
 @contextlib.contextmanager
 def _migration_transaction(
-    url: URL, display: str, from_revision: str | None
+    url: URL, display: str, from_revision: str | None, *, command_line: bool = False
 ) -> Iterator[Connection]:
-    """One connection, one ``BEGIN IMMEDIATE`` transaction: all of it commits, or none of it."""
+    """One connection, one ``BEGIN IMMEDIATE`` transaction: all of it commits, or none of it.
+
+    On the command line, Alembic's own errors (``alembic check`` finding differences, an
+    unknown revision argument) pass through: Alembic already says what to do.
+    """
     engine = create_migration_engine(url)
     try:
         with engine.connect() as connection:
@@ -254,18 +275,29 @@ def _migration_transaction(
                     yield connection
             except DataLayerError:
                 raise
-            except Exception as exc:
-                if type(exc).__module__.startswith("alembic."):
-                    raise  # Alembic's own command errors already say what to do
-
-                raise MigrationFailedError(
+            except OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise _migration_failed(display, from_revision, exc) from exc
+                raise DatabaseBusyError(
                     display,
-                    f"the upgrade from revision {from_revision or 'none'} failed: {exc}",
-                    "Nothing was changed: every step was rolled back. Report this message to "
-                    "support; the app can keep using the database as it was only after an update.",
+                    "another program kept it locked for longer than the wait allowed",
+                    ADVICE_RETRY + " Nothing was changed.",
                 ) from exc
+            except Exception as exc:
+                if command_line and type(exc).__module__.startswith("alembic."):
+                    raise
+                raise _migration_failed(display, from_revision, exc) from exc
     finally:
         engine.dispose()
+
+
+def _migration_failed(display: str, from_revision: str | None, exc: Exception) -> DataLayerError:
+    return MigrationFailedError(
+        display,
+        f"the upgrade from revision {from_revision or 'none'} failed: {exc}",
+        "Nothing was changed: every step was rolled back. Report this message to support; "
+        "the app can use this database again after an update that fixes the upgrade.",
+    )
 
 
 _version_table = Table(
@@ -464,8 +496,10 @@ def command_line_migration(
         if writes and state.user_tables:
             _check_disk_space(display, db_path, state.size)
             backup_database(db_path, label=from_revision or "legacy")
-        with _migration_transaction(engine.url, display, from_revision) as connection:
-            if plan == "adopt":
+        with _migration_transaction(
+            engine.url, display, from_revision, command_line=True
+        ) as connection:
+            if plan == "adopt" and destination is not False:
                 _stamp(connection, BASELINE_REVISION)
             yield connection
             # Commands that only read (check, autogenerate) compare models that are ahead of

@@ -23,6 +23,7 @@ from data.db.errors import (
     ADVICE_UPDATE_APP,
     DatabaseBusyError,
     DatabaseNewerThanAppError,
+    DatabaseUnreachableError,
     DataLayerError,
     MigrationFailedError,
 )
@@ -50,10 +51,6 @@ _LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
 
 NO_BACKUP_NOTE = "no backup made: backups of a server database are the operator's job"
 SERVER_UNCHANGED = "The database was not changed."
-
-
-class DatabaseUnreachableError(DataLayerError):
-    """The server refused the connection, or is not running."""
 
 
 def display_url(url: URL) -> str:
@@ -108,8 +105,13 @@ def _connection(url: URL, display: str) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
-def _failures_explained(url: URL, display: str, timeout: float) -> Iterator[None]:
-    """Turn what goes wrong inside the migration transaction into errors for people."""
+def _failures_explained(
+    url: URL, display: str, timeout: float, *, command_line: bool = False
+) -> Iterator[None]:
+    """Turn what goes wrong inside the migration transaction into errors for people.
+
+    On the command line, Alembic's own errors pass through: Alembic already says what to do.
+    """
     try:
         yield
     except DataLayerError:
@@ -117,8 +119,8 @@ def _failures_explained(url: URL, display: str, timeout: float) -> Iterator[None
     except Exception as exc:
         if _is_lock_timeout(exc):
             raise _busy(display, timeout) from exc
-        if type(exc).__module__.startswith("alembic."):
-            raise  # Alembic's own command errors already say what to do
+        if command_line and type(exc).__module__.startswith("alembic."):
+            raise
         raise MigrationFailedError(
             display,
             f"the upgrade failed: {_scrub(_first_line(exc), url)}",
@@ -249,19 +251,26 @@ def server_command_line_migration(
     url = engine.url
     display = display_url(url)
     with _connection(url, display) as connection:
-        with _failures_explained(url, display, lock_timeout), connection.begin():
+        with (
+            _failures_explained(url, display, lock_timeout, command_line=True),
+            connection.begin(),
+        ):
             _set_lock_timeout(connection, lock_timeout)
             connection.exec_driver_sql(f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})")
         # The lock outlives that transaction; it ends with the session (the connection is
         # not pooled) or with the unlock below.
         try:
-            with _failures_explained(url, display, lock_timeout), connection.begin():
+            with (
+                _failures_explained(url, display, lock_timeout, command_line=True),
+                connection.begin(),
+            ):
                 _set_lock_timeout(connection, lock_timeout)
                 state = read_state(connection)
                 plan = _classify(display, state, script)
                 if plan == "adopt":
                     check_legacy(connection, display, script)
-                    runner._stamp(connection, BASELINE_REVISION)
+                    if writes:
+                        runner._stamp(connection, BASELINE_REVISION)
                 yield connection
                 # Commands that only read (check, autogenerate) compare models that are ahead
                 # of the database on purpose: nothing to verify there.

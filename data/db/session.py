@@ -78,6 +78,16 @@ def database_url(db_path: str) -> URL:
         url = make_url(server)
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
+        if not url.drivername.startswith("postgresql"):
+            from data.db.errors import DatabaseURLError
+
+            # A SQLite file is chosen by DB_PATH: the paths, lock, backups and checks all
+            # follow DB_PATH, so a second way to name the file would bypass them.
+            raise DatabaseURLError(
+                url.render_as_string(hide_password=True),
+                "DATABASE_URL is only for a PostgreSQL server (postgresql://...)",
+                "Unset DATABASE_URL; to choose a SQLite file, set DB_PATH to its path.",
+            )
         return url
     return URL.create("sqlite", database=db_path)
 
