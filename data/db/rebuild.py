@@ -14,11 +14,9 @@ import re
 
 from sqlalchemy import Connection
 
+from data.db.schema import quote_identifier as _quote
+
 _TEMP_PREFIX = "_rebuild_tmp_"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _columns(connection: Connection, table: str) -> list[str]:

@@ -143,7 +143,7 @@ def migration_lock(db_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iter
 # --- classification --------------------------------------------------------------------------
 
 
-def _plan(display: str, state: FileState, known: Callable[[str], bool]) -> PlanKind:
+def plan_for(display: str, state: FileState, known: Callable[[str], bool]) -> PlanKind:
     if not state.user_tables and not state.versions:
         return "create"
     if not state.versions:  # tables, but no version recorded: made before migrations
@@ -167,7 +167,7 @@ def _plan(display: str, state: FileState, known: Callable[[str], bool]) -> PlanK
     return "upgrade"
 
 
-def _is_known(script: ScriptDirectory) -> Callable[[str], bool]:
+def known_revision_check(script: ScriptDirectory) -> Callable[[str], bool]:
     def known(revision: str) -> bool:
         try:
             return script.get_revision(revision) is not None
@@ -308,22 +308,22 @@ _version_table = Table(
 )
 
 
-def _stamp(connection: Connection, revision: str) -> None:
+def stamp_revision(connection: Connection, revision: str) -> None:
     """Record ``revision`` as Alembic would, without loading the scripts."""
     _version_table.create(connection, checkfirst=True)
     connection.execute(_version_table.delete())
     connection.execute(_version_table.insert().values(version_num=revision))
 
 
-def _create(connection: Connection) -> None:
+def create_schema(connection: Connection) -> None:
     """A new database: every table from the models and the head stamp, in one transaction."""
     from data.models import Base
 
     Base.metadata.create_all(connection)
-    _stamp(connection, HEAD_REVISION)
+    stamp_revision(connection, HEAD_REVISION)
 
 
-def _progress_hook(
+def progress_hook(
     script: ScriptDirectory, from_revision: str | None, progress: ProgressCallback | None
 ) -> list[Callable[..., None]]:
     pending = list(script.iterate_revisions("heads", from_revision))
@@ -418,13 +418,13 @@ def ensure_current(
         state = inspect_sqlite_file(db_path)
         if not state.user_tables and not state.versions:
             with _migration_transaction(engine.url, display, None) as connection:
-                _create(connection)
+                create_schema(connection)
                 verify(connection, display, at_head=True)
             _use_wal(db_path)
             log.info("created %s at revision %s", display, HEAD_REVISION)
             return UpgradeOutcome("created", display, HEAD_REVISION)
         script = script_directory()
-        plan = _plan(display, state, _is_known(script))
+        plan = plan_for(display, state, known_revision_check(script))
         if plan == "current":
             return UpgradeOutcome("current", display, HEAD_REVISION, HEAD_REVISION)
         if plan == "adopt":
@@ -458,10 +458,10 @@ def upgrade(
 
     with _migration_transaction(url, display, from_revision) as connection:
         if plan == "adopt":
-            _stamp(connection, BASELINE_REVISION)
+            stamp_revision(connection, BASELINE_REVISION)
             from_revision = BASELINE_REVISION
         config = alembic_config(connection)
-        config.attributes["on_version_apply"] = _progress_hook(script, from_revision, progress)
+        config.attributes["on_version_apply"] = progress_hook(script, from_revision, progress)
         command.upgrade(config, "head")
         verify(connection, display, at_head=True)
 
@@ -488,7 +488,7 @@ def command_line_migration(
     check_location(db_path)
     with migration_lock(db_path):
         state = inspect_sqlite_file(db_path)
-        plan = _plan(display, state, _is_known(script))
+        plan = plan_for(display, state, known_revision_check(script))
         from_revision = state.versions[0] if state.versions else None
         if plan == "adopt":
             _check_legacy(display, db_path)
@@ -500,7 +500,7 @@ def command_line_migration(
             engine.url, display, from_revision, command_line=True
         ) as connection:
             if plan == "adopt" and destination is not False:
-                _stamp(connection, BASELINE_REVISION)
+                stamp_revision(connection, BASELINE_REVISION)
             yield connection
             # Commands that only read (check, autogenerate) compare models that are ahead of
             # the database on purpose: nothing was written, so nothing to verify.

@@ -22,7 +22,8 @@ def sqlite_query(connection: Connection) -> Query:
     return lambda sql: connection.exec_driver_sql(sql).fetchall()
 
 
-def _quote(name: str) -> str:
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -53,7 +54,7 @@ def sqlite_snapshot(query: Query, *, exclude: frozenset[str] = frozenset()) -> S
     for name, create_sql in tables:
         if name in exclude:
             continue
-        table = _quote(name)
+        table = quote_identifier(name)
         columns = {
             row[
                 1
@@ -64,7 +65,7 @@ def sqlite_snapshot(query: Query, *, exclude: frozenset[str] = frozenset()) -> S
         for _seq, index_name, unique, origin, partial in query(f"PRAGMA index_list({table})"):
             keys = [
                 f"{row[2]}{' DESC' if row[3] else ''}"
-                for row in query(f"PRAGMA index_xinfo({_quote(index_name)})")
+                for row in query(f"PRAGMA index_xinfo({quote_identifier(index_name)})")
                 if row[5]
             ]
             # Automatic indexes (behind UNIQUE and PRIMARY KEY) are numbered by SQLite in

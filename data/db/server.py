@@ -175,7 +175,7 @@ def check_legacy(connection: Connection, display: str, script: ScriptDirectory) 
 
 def _classify(display: str, state: FileState, script: ScriptDirectory) -> str:
     try:
-        return runner._plan(display, state, runner._is_known(script))
+        return runner.plan_for(display, state, runner.known_revision_check(script))
     except DatabaseNewerThanAppError as exc:
         # The same verdict as on SQLite, in words that fit a server.
         raise DatabaseNewerThanAppError(
@@ -203,7 +203,7 @@ def ensure_current_server(
         # Re-read under the lock: another seat may have done the work meanwhile.
         state = read_state(connection)
         if not state.user_tables and not state.versions:
-            runner._create(connection)
+            runner.create_schema(connection)
             runner.verify(connection, display, at_head=True)
             log.info("created %s at revision %s", display, HEAD_REVISION)
             return UpgradeOutcome("created", display, HEAD_REVISION)
@@ -214,12 +214,12 @@ def ensure_current_server(
         from_revision = state.versions[0] if state.versions else None
         if plan == "adopt":
             check_legacy(connection, display, script)
-            runner._stamp(connection, BASELINE_REVISION)
+            runner.stamp_revision(connection, BASELINE_REVISION)
         log.info("%s: %s", display, NO_BACKUP_NOTE)
         from alembic import command
 
         config = runner.alembic_config(connection)
-        config.attributes["on_version_apply"] = runner._progress_hook(
+        config.attributes["on_version_apply"] = runner.progress_hook(
             script, from_revision if plan != "adopt" else BASELINE_REVISION, progress
         )
         command.upgrade(config, "head")
@@ -270,7 +270,7 @@ def server_command_line_migration(
                 if plan == "adopt":
                     check_legacy(connection, display, script)
                     if writes:
-                        runner._stamp(connection, BASELINE_REVISION)
+                        runner.stamp_revision(connection, BASELINE_REVISION)
                 yield connection
                 # Commands that only read (check, autogenerate) compare models that are ahead
                 # of the database on purpose: nothing to verify there.
