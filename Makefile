@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet pip==25.3
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# PIP_CONSTRAINT also pins what the isolated build of this package installs (hatchling).
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 ## The main job: create or upgrade the development database, then say where it is.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,7 @@ def app_engine(db_path: Path) -> Iterator[Engine]:
 @pytest.fixture(scope="session", autouse=True)
 def _never_touch_dev_db() -> Iterator[None]:
     yield
+    shutil.rmtree(_SCRATCH, ignore_errors=True)
     if not _DEV_DB_EXISTED:
         assert not DEV_DB.exists(), "the test suite created dev.db"
 

@@ -111,7 +111,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     _run(
         [sys.executable, "-m", "build", "--wheel", "--outdir", out, PROJECT_ROOT],
-        env=_clean_env(),
+        env=_clean_env(PIP_CONSTRAINT=CONSTRAINTS),  # pins the isolated build's hatchling too
         cwd=out,
     )
     (built,) = out.glob("inklinkos_data-*.whl")
