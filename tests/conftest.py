@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,28 @@ _DEV_DB_EXISTED = DEV_DB.exists()
 def sha256(path: Path) -> str:
     """The file's hash, to prove a refusal left it byte-for-byte unchanged."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def db_versions(path: Path) -> list[str]:
+    """The revisions a database file records, read through a plain connection."""
+    connection = sqlite3.connect(path)
+    try:
+        return [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
+    finally:
+        connection.close()
+
+
+LEGACY_SQL = Path(__file__).parent / "fixtures" / "legacy_v0_schema.sql"
+
+
+def legacy_database(path: Path) -> Path:
+    """Tables as the pre-Alembic create_all left them (the frozen schema): no version table."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.executescript(LEGACY_SQL.read_text())
+    finally:
+        connection.close()
+    return path
 
 
 def sqlite_url(path: Path) -> URL:

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
 from data.db.head import BASELINE_REVISION, HEAD_REVISION
 from data.db.runner import alembic_config, migrations_location
-from tests.conftest import PROJECT_ROOT, run_alembic
-
-
-def _version(path: Path) -> list[str]:
-    connection = sqlite3.connect(path)
-    try:
-        return [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
-    finally:
-        connection.close()
+from tests.conftest import PROJECT_ROOT, db_versions, run_alembic
 
 
 def test_upgrade_check_downgrade_upgrade(db_path: Path) -> None:
     run_alembic("upgrade", "head", db_path=db_path)
-    assert _version(db_path) == [HEAD_REVISION]
+    assert db_versions(db_path) == [HEAD_REVISION]
     check = run_alembic("check", db_path=db_path)
     assert "No new upgrade operations detected" in check.stdout + check.stderr
     run_alembic("downgrade", "base", db_path=db_path)
-    assert _version(db_path) == []
+    assert db_versions(db_path) == []
     run_alembic("upgrade", "head", db_path=db_path)
-    assert _version(db_path) == [HEAD_REVISION]
+    assert db_versions(db_path) == [HEAD_REVISION]
 
 
 def test_cli_honours_db_path_from_any_directory_with_an_explicit_ini(
@@ -39,7 +30,7 @@ def test_cli_honours_db_path_from_any_directory_with_an_explicit_ini(
     run_alembic(
         "-c", str(PROJECT_ROOT / "alembic.ini"), "upgrade", "head", db_path=db_path, cwd=elsewhere
     )
-    assert _version(db_path) == [HEAD_REVISION]
+    assert db_versions(db_path) == [HEAD_REVISION]
     assert not (elsewhere / "dev.db").exists()
 
 
@@ -83,7 +74,7 @@ print("DISABLED", app_log.disabled)
     db_path.parent.mkdir(parents=True)
     result = run_python(code, db_path.with_name("unused.db"))
     assert "DISABLED False" in result.stdout
-    assert _version(db_path) == [HEAD_REVISION]
+    assert db_versions(db_path) == [HEAD_REVISION]
 
 
 def test_command_line_logging_leaves_the_apps_loggers_alone(db_path: Path) -> None:
@@ -100,7 +91,7 @@ print("DISABLED", app_log.disabled)
 """
     result = run_python(code, db_path)
     assert "DISABLED False" in result.stdout
-    assert _version(db_path) == [HEAD_REVISION]
+    assert db_versions(db_path) == [HEAD_REVISION]
 
 
 def test_first_start_after_a_deploy_takes_the_fast_path(db_path: Path) -> None:

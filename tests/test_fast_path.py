@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from bench.scratch import SYNTHETIC_REVISION, copy_project, current_head, set_head
 from bench.studio import queries, query_plan, uses_an_index
 from data.db.head import HEAD_REVISION
-from tests.conftest import PROJECT_ROOT, run_python, subprocess_env
+from tests.conftest import PROJECT_ROOT, db_versions, run_python, subprocess_env
 
 LOADED = """
 import json, sys
@@ -56,14 +56,6 @@ def _answer(code: str, db_path: Path | None, project: Path = PROJECT_ROOT) -> di
     result = run_python(code, env=env, cwd=project)
     answer: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
     return answer
-
-
-def _version(db_path: Path) -> list[str]:
-    connection = sqlite3.connect(db_path)
-    try:
-        return [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
-    finally:
-        connection.close()
 
 
 def _stamp(db_path: Path, revision: str) -> None:
@@ -123,7 +115,7 @@ def test_fast_path_declines_when_head_names_an_unknown_revision(
     stale_copy: Path, db_path: Path
 ) -> None:
     _answer(LOADED, db_path, stale_copy)
-    assert _version(db_path) == [HEAD_REVISION]
+    assert db_versions(db_path) == [HEAD_REVISION]
     set_head(stale_copy, "0123456789ab")
     answer = _answer(FAST_PATH, db_path, stale_copy)
     assert answer == {"head": "0123456789ab", "action": None}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import zipfile
@@ -20,13 +19,12 @@ from sqlalchemy import create_engine
 
 from data.db.head import HEAD_REVISION
 from data.db.runner import alembic_config, script_directory
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, db_versions, legacy_database
 
 pytestmark = pytest.mark.slow
 
 CONSTRAINTS = PROJECT_ROOT / "constraints.txt"
 EXAMPLE_APP = PROJECT_ROOT / "examples" / "frontdesk_app.py"
-LEGACY_SQL = PROJECT_ROOT / "tests" / "fixtures" / "legacy_v0_schema.sql"
 # Variables that would point a child at the checkout, at another database or another Python.
 _LEAKY = ("DB_PATH", "DATABASE_URL", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 
@@ -59,14 +57,6 @@ def _user_env(home: Path, **extra: str | Path) -> dict[str, str]:
     return _clean_env(HOME=home, XDG_DATA_HOME=home / "xdg-data", **extra)
 
 
-def _versions(path: Path) -> list[str]:
-    connection = sqlite3.connect(path)
-    try:
-        return [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
-    finally:
-        connection.close()
-
-
 def _files(root: Path) -> set[Path]:
     """Every file under ``root`` except bytecode caches, which Python may write at will."""
     return {
@@ -82,15 +72,6 @@ def _previous_revision() -> str | None:
     if isinstance(down, tuple):
         return down[0] if down else None
     return down
-
-
-def _legacy_database(path: Path) -> None:
-    """Tables as the pre-Alembic ``create_all`` left them (the frozen schema): no version table."""
-    connection = sqlite3.connect(path)
-    try:
-        connection.executescript(LEGACY_SQL.read_text())
-    finally:
-        connection.close()
 
 
 def _database_at(path: Path, revision: str) -> None:
@@ -200,7 +181,7 @@ def test_installed_wheel_creates_then_finds_current_in_the_user_data_dir(
     assert Path(str(report["migrations"])) == site / "data" / "migrations"
     assert report["db_path"] == str(expected)
     assert report["actions"] == ["created", "current"]
-    assert _versions(expected) == [HEAD_REVISION]
+    assert db_versions(expected) == [HEAD_REVISION]
     assert list(cwd.iterdir()) == [], "init_db() wrote into the working directory"
     assert _files(site) == before, f"init_db() wrote into site-packages: {_files(site) - before}"
 
@@ -213,13 +194,13 @@ def test_installed_wheel_runs_the_migration_scripts(app_venv: Venv, tmp_path: Pa
     cwd.mkdir()
     legacy = tmp_path / "studio" / "legacy.db"
     legacy.parent.mkdir()
-    _legacy_database(legacy)
+    legacy_database(legacy)
 
     report = _init_twice(app_venv, _user_env(tmp_path / "home", DB_PATH=legacy), cwd)
 
     assert report["db_path"] == str(legacy)
     assert report["actions"] == ["adopted", "current"]
-    assert _versions(legacy) == [HEAD_REVISION]
+    assert db_versions(legacy) == [HEAD_REVISION]
     assert report["backup"] is not None and Path(str(report["backup"])).is_file()
     assert not (tmp_path / "home" / "xdg-data").exists(), "DB_PATH was not honoured"
     assert list(cwd.iterdir()) == []
@@ -281,7 +262,7 @@ def test_frozen_app_creates_then_finds_current_in_the_user_data_dir(
     first = _run_app(frozen_app, _user_env(home), cwd)
     assert first["database"] == str(expected)
     assert first["outcome"] == "created"
-    assert _versions(expected) == [HEAD_REVISION]
+    assert db_versions(expected) == [HEAD_REVISION]
 
     second = _run_app(frozen_app, _user_env(home), cwd)
     assert second["outcome"] == "current"
@@ -297,7 +278,7 @@ def test_frozen_app_honours_db_path_and_runs_the_bundled_migrations(
     inside the binary, and every module they import."""
     home = tmp_path / "home"
     cases = {"legacy.db": "adopted"}
-    _legacy_database(tmp_path / "legacy.db")
+    legacy_database(tmp_path / "legacy.db")
     previous = _previous_revision()
     if previous is not None:
         _database_at(tmp_path / "old.db", previous)
@@ -309,7 +290,7 @@ def test_frozen_app_honours_db_path_and_runs_the_bundled_migrations(
         assert first["database"] == str(target)
         assert first["outcome"] == action, first
         assert Path(first["backup"]).is_file()
-        assert _versions(target) == [HEAD_REVISION]
+        assert db_versions(target) == [HEAD_REVISION]
         again = _run_app(frozen_app, _user_env(home, DB_PATH=target), tmp_path)
         assert again["outcome"] == "current"
     assert not (home / "xdg-data").exists(), "DB_PATH was not honoured"

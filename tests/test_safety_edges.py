@@ -14,7 +14,7 @@ from data.db.head import HEAD_REVISION
 from data.db.runner import ensure_current
 from data.db.session import create_app_engine
 from data.db.sqlite_file import inspect_sqlite_file
-from tests.conftest import run_python, sha256, sqlite_url, subprocess_env
+from tests.conftest import legacy_database, run_python, sha256, sqlite_url, subprocess_env
 from tests.scratch import ScratchProject, query
 from tests.studio_data import seed_baseline_rows, studio_invariants
 from tests.test_safety_upgrade import BROKEN, make_studio, state
@@ -83,12 +83,11 @@ def test_the_copy_kept_aside_by_a_restore_is_never_rotated_away(tmp_path: Path) 
 
 
 def test_an_empty_version_table_beside_a_studios_tables_is_adopted(tmp_path: Path) -> None:
-    db = tmp_path / "inklink.db"
+    db = legacy_database(tmp_path / "inklink.db")
     connection = sqlite3.connect(db)
-    connection.executescript(
-        (Path(__file__).parent / "fixtures" / "legacy_v0_schema.sql").read_text()
-        + "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-        "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));"
+    connection.execute(
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+        "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
     )
     connection.close()
     seed_baseline_rows(db)

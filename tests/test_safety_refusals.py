@@ -24,12 +24,10 @@ from data.db.errors import (
 from data.db.head import HEAD_REVISION
 from data.db.runner import ensure_current
 from data.db.session import create_app_engine
-from tests.conftest import run_alembic, run_python, sha256, sqlite_url
+from tests.conftest import LEGACY_SQL, legacy_database, run_alembic, run_python, sha256, sqlite_url
 from tests.scratch import query
 from tests.studio_data import seed_baseline_rows, studio_invariants
 from tests.test_safety_upgrade import make_studio
-
-LEGACY_SQL = Path(__file__).parent / "fixtures" / "legacy_v0_schema.sql"
 
 
 def run_runner(db_path: Path) -> str:
@@ -167,10 +165,7 @@ def test_zero_byte_file_becomes_a_new_database(tmp_path: Path) -> None:
 
 
 def test_legacy_database_matching_the_baseline_is_adopted_with_every_row(tmp_path: Path) -> None:
-    db = tmp_path / "inklink.db"
-    connection = sqlite3.connect(db)
-    connection.executescript(LEGACY_SQL.read_text())
-    connection.close()
+    db = legacy_database(tmp_path / "inklink.db")
     seed_baseline_rows(db)
     before = studio_invariants(db)
     assert run_runner(db) == "adopted"
@@ -180,10 +175,7 @@ def test_legacy_database_matching_the_baseline_is_adopted_with_every_row(tmp_pat
 
 
 def test_alembic_command_adopts_a_legacy_database_too(tmp_path: Path) -> None:
-    db = tmp_path / "inklink.db"
-    connection = sqlite3.connect(db)
-    connection.executescript(LEGACY_SQL.read_text())
-    connection.close()
+    db = legacy_database(tmp_path / "inklink.db")
     seed_baseline_rows(db)
     before = studio_invariants(db)
     run_alembic("upgrade", "head", db_path=db)

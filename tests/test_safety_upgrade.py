@@ -15,7 +15,7 @@ from data.db.head import HEAD_REVISION
 from data.db.runner import ensure_current
 from data.db.schema import sqlite_snapshot
 from data.db.session import create_app_engine
-from tests.conftest import sha256, sqlite_url
+from tests.conftest import db_versions, sha256, sqlite_url
 from tests.scratch import Revision, ScratchProject, outcome_line, query
 from tests.studio_data import seed_baseline_rows, studio_invariants
 
@@ -40,12 +40,8 @@ def schema(db_path: Path) -> object:
         connection.close()
 
 
-def version(db_path: Path) -> list[object]:
-    return [row[0] for row in query(db_path, "SELECT version_num FROM alembic_version")]
-
-
 def state(db_path: Path) -> tuple[object, object, object]:
-    return schema(db_path), studio_invariants(db_path), version(db_path)
+    return schema(db_path), studio_invariants(db_path), db_versions(db_path)
 
 
 BROKEN = Revision(
@@ -142,7 +138,7 @@ def test_rebuilding_parent_tables_keeps_every_child_row_even_with_cascades(
     project = _rebuild_project(tmp_path / "newer-app")
     action, *_ = outcome_line(project.init_db(db))
     assert action == "upgraded"
-    assert version(db) == [REBUILD_PARENTS.revision]
+    assert db_versions(db) == [REBUILD_PARENTS.revision]
     assert studio_invariants(db) == before
     assert query(db, "SELECT count(*) FROM client_photos") == [(20,)]
     assert query(db, "PRAGMA foreign_key_check") == []
@@ -154,7 +150,7 @@ def test_the_command_line_rebuilds_under_the_same_policy(tmp_path: Path) -> None
     before = studio_invariants(db)
     project = _rebuild_project(tmp_path / "newer-app")
     project.alembic("upgrade", "head", db_path=db)
-    assert version(db) == [REBUILD_PARENTS.revision]
+    assert db_versions(db) == [REBUILD_PARENTS.revision]
     assert studio_invariants(db) == before
     assert query(db, "SELECT count(*) FROM client_photos") == [(20,)]
     assert len(list_backups(db)) == 1
@@ -229,7 +225,7 @@ def test_outcome_progress_and_backup_of_an_upgrade(tmp_path: Path) -> None:
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     assert stat.S_IMODE(backup.parent.stat().st_mode) == 0o700
     # The backup is a consistent copy of the database before the upgrade, in plain journal mode.
-    assert version(backup) == [HEAD_REVISION]
+    assert db_versions(backup) == [HEAD_REVISION]
     assert studio_invariants(backup) == before
     assert query(backup, "PRAGMA journal_mode") == [("delete",)]
     assert query(backup, "PRAGMA quick_check") == [("ok",)]
