@@ -19,6 +19,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from data.db.pg_schema import pg_snapshot
+from data.db.schema import Snapshot
 from tests.conftest import subprocess_env
 
 DEFAULT_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -40,6 +42,16 @@ def plain(url: URL) -> str:
 def pg_env(url: URL, tmp_path: Path, **extra: str) -> dict[str, str]:
     """A child's environment: DATABASE_URL set, DB_PATH pointed at a file nobody creates."""
     return subprocess_env(tmp_path / "unused-sqlite.db", DATABASE_URL=plain(url), **extra)
+
+
+def schema_of(url: URL) -> Snapshot:
+    """The schema of the database at ``url``, through pg_catalog."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return pg_snapshot(connection)
+    finally:
+        engine.dispose()
 
 
 def versions(url: URL) -> list[str]:

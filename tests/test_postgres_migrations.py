@@ -17,22 +17,13 @@ from data.db.schema import Snapshot, differences
 from data.db.server import NO_BACKUP_NOTE
 from data.models import Base
 from tests.conftest import run_alembic, run_python
-from tests.postgres import ServerDatabases, pg_env, plain, versions
+from tests.postgres import ServerDatabases, pg_env, plain, schema_of, versions
 from tests.scratch import ScratchProject, outcome_line
 from tests.test_safety_upgrade import BROKEN, FIXED
 
 pytestmark = pytest.mark.postgres
 
 PASSWORD = "Never-Shown_9f%2Fq"  # percent-encoded "/" too: no ini interpolation anywhere
-
-
-def _snapshot(url: URL) -> Snapshot:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            return pg_snapshot(connection)
-    finally:
-        engine.dispose()
 
 
 def _alembic(url: URL, tmp_path: Path, *args: str, check: bool = True) -> str:
@@ -55,7 +46,7 @@ def test_upgrade_check_downgrade_upgrade(pg_url: URL, tmp_path: Path) -> None:
     assert "No new upgrade operations detected" in _alembic(pg_url, tmp_path, "check")
     _alembic(pg_url, tmp_path, "downgrade", "base")
     assert versions(pg_url) == []
-    assert set(_snapshot(pg_url)) == {"alembic_version"}
+    assert set(schema_of(pg_url)) == {"alembic_version"}
     _alembic(pg_url, tmp_path, "upgrade", "head")
     assert versions(pg_url) == [HEAD_REVISION]
 
@@ -68,8 +59,8 @@ def test_create_all_and_migrations_store_the_same_schema(
     engine.dispose()
     _alembic(second_url, tmp_path, "upgrade", "head")
 
-    by_create_all = _snapshot(pg_url)
-    by_migrations = _snapshot(second_url)
+    by_create_all = schema_of(pg_url)
+    by_migrations = schema_of(second_url)
     assert set(by_create_all) == {"alembic_version", "clients", "tattoo_sessions", "transactions"}
     assert differences(by_migrations, by_create_all) == []
     assert by_migrations == by_create_all
@@ -205,7 +196,7 @@ def _studio_at_head(url: URL) -> Snapshot:
             "VALUES ('Ada', 'Lovelace', now(), now())"
         )
     engine.dispose()
-    return _snapshot(url)
+    return schema_of(url)
 
 
 def test_a_failing_revision_changes_nothing_and_the_fix_then_applies(
@@ -221,7 +212,7 @@ def test_a_failing_revision_changes_nothing_and_the_fix_then_applies(
         assert "MigrationFailedError" in result.stderr and "boom halfway through" in result.stderr
         assert pg_url.render_as_string() in result.stderr
         assert "already exists" not in result.stderr
-        assert _snapshot(pg_url) == before
+        assert schema_of(pg_url) == before
         assert versions(pg_url) == [HEAD_REVISION]
 
     project.write(FIXED, down=HEAD_REVISION)
@@ -237,4 +228,4 @@ def test_a_failing_revision_changes_nothing_and_the_fix_then_applies(
     # The newer app's own `alembic downgrade` goes back through the same runner.
     project.alembic("downgrade", HEAD_REVISION, db_path=unused, DATABASE_URL=plain(pg_url))
     assert versions(pg_url) == [HEAD_REVISION]
-    assert _snapshot(pg_url) == before
+    assert schema_of(pg_url) == before

@@ -18,26 +18,16 @@ from data.db.errors import (
     DataLayerError,
     LegacySchemaMismatchError,
 )
-from data.db.pg_schema import pg_snapshot
 from data.db.runner import ensure_current
 from data.db.schema import Snapshot
 from data.models import Base
 from tests.conftest import PROJECT_ROOT, run_alembic, run_python
-from tests.postgres import pg_env, plain, versions
+from tests.postgres import pg_env, plain, schema_of, versions
 
 pytestmark = pytest.mark.postgres
 
 UNKNOWN = "0123456789ab"
 PASSWORD = "Sw0rdfish-never-printed"
-
-
-def _snapshot(url: URL) -> Snapshot:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            return pg_snapshot(connection)
-    finally:
-        engine.dispose()
 
 
 def _execute(url: URL, *statements: str) -> None:
@@ -65,7 +55,7 @@ def newer_database(pg_engine: Engine, pg_url: URL) -> Snapshot:
     """A database a newer app has upgraded to a revision this code does not know."""
     assert ensure_current(pg_engine).action == "created"
     _execute(pg_url, f"UPDATE alembic_version SET version_num = '{UNKNOWN}'")
-    return _snapshot(pg_url)
+    return schema_of(pg_url)
 
 
 def test_unknown_revision_is_refused_untouched(
@@ -80,7 +70,7 @@ def test_unknown_revision_is_refused_untouched(
     assert "not changed" in message
     _assert_names_the_server_masked(message, with_password)
     assert versions(with_password) == [UNKNOWN]
-    assert _snapshot(with_password) == newer_database
+    assert schema_of(with_password) == newer_database
 
 
 def test_unknown_revision_is_refused_by_the_command_before_alembic_runs(
@@ -98,7 +88,7 @@ def test_unknown_revision_is_refused_by_the_command_before_alembic_runs(
     assert "does not know" in output and "Can't locate revision" not in output
     _assert_names_the_server_masked(output, with_password)
     assert versions(with_password) == [UNKNOWN]
-    assert _snapshot(with_password) == newer_database
+    assert schema_of(with_password) == newer_database
 
 
 def test_app_start_on_a_newer_database_fails_with_the_message(
@@ -124,7 +114,7 @@ def test_legacy_tables_that_differ_from_the_baseline_are_refused(
         connection.exec_driver_sql("ALTER TABLE clients ADD COLUMN loyalty_points integer")
         connection.exec_driver_sql("DROP INDEX ix_transactions_occurred_at")
     engine.dispose()
-    before = _snapshot(pg_url)
+    before = schema_of(pg_url)
 
     app = create_engine(with_password)
     with pytest.raises(LegacySchemaMismatchError) as caught:
@@ -136,7 +126,7 @@ def test_legacy_tables_that_differ_from_the_baseline_are_refused(
     assert "table transactions: index ix_transactions_occurred_at is missing" in message
     _assert_names_the_server_masked(message, with_password)
     assert versions(pg_url) == []
-    assert _snapshot(pg_url) == before
+    assert schema_of(pg_url) == before
 
 
 def test_legacy_mismatch_is_refused_by_the_command_too(pg_url: URL, tmp_path: Path) -> None:
@@ -145,13 +135,13 @@ def test_legacy_mismatch_is_refused_by_the_command_too(pg_url: URL, tmp_path: Pa
         Base.metadata.create_all(connection)
         connection.exec_driver_sql("ALTER TABLE clients DROP COLUMN phone")
     engine.dispose()
-    before = _snapshot(pg_url)
+    before = schema_of(pg_url)
     result = run_alembic(
         "upgrade", "head", db_path=tmp_path / "unused.db", check=False, DATABASE_URL=plain(pg_url)
     )
     assert result.returncode != 0
     assert "column phone is missing" in result.stdout + result.stderr
-    assert _snapshot(pg_url) == before
+    assert schema_of(pg_url) == before
 
 
 @pytest.mark.parametrize("problem", ["no such database", "nothing listening"])
