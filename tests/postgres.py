@@ -54,6 +54,22 @@ def schema_of(url: URL) -> Snapshot:
         engine.dispose()
 
 
+def studio_at_head(url: URL) -> None:
+    """A database the current app created, with one client in it."""
+    from data.db.runner import ensure_current
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        assert ensure_current(engine).action == "created"
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO clients (first_name, last_name, created_at, updated_at) "
+                "VALUES ('Ada', 'Lovelace', now(), now())"
+            )
+    finally:
+        engine.dispose()
+
+
 def versions(url: URL) -> list[str]:
     """What alembic_version records, or [] without the table."""
     engine = create_engine(url, poolclass=NullPool)

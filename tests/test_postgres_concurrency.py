@@ -17,7 +17,7 @@ from data.db.head import HEAD_REVISION
 from data.db.runner import ensure_current, script_directory
 from data.db.server import ADVISORY_LOCK_KEY, server_command_line_migration
 from tests.conftest import PROJECT_ROOT, run_alembic
-from tests.postgres import ServerDatabases, pg_env, plain, versions
+from tests.postgres import ServerDatabases, pg_env, plain, studio_at_head, versions
 from tests.scratch import Revision, ScratchProject
 
 pytestmark = pytest.mark.postgres
@@ -120,21 +120,19 @@ LEDGER = Revision(
 
 
 def test_eight_seats_of_a_newer_app_upgrade_once(pg_url: URL, tmp_path: Path) -> None:
-    engine = create_engine(pg_url, poolclass=NullPool)
-    assert ensure_current(engine).action == "created"
-    with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO clients (first_name, last_name, created_at, updated_at) "
-            "VALUES ('Ada', 'Lovelace', now(), now())"
-        )
+    studio_at_head(pg_url)
     project = ScratchProject(tmp_path / "newer-app")
     project.add(LEDGER)
     results = _race([INIT_DB] * SEATS, pg_url, tmp_path, project)
     assert _actions(results) == ["current"] * (SEATS - 1) + ["upgraded"]
     assert versions(pg_url) == [LEDGER.revision]
-    with engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT count(*) FROM loyalty_ledger").scalar() == 1
-    engine.dispose()
+    engine = create_engine(pg_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            count = connection.exec_driver_sql("SELECT count(*) FROM loyalty_ledger").scalar()
+    finally:
+        engine.dispose()
+    assert count == 1
 
 
 @pytest.mark.parametrize("round_", range(3))

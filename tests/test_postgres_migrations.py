@@ -17,7 +17,7 @@ from data.db.schema import Snapshot, differences
 from data.db.server import NO_BACKUP_NOTE
 from data.models import Base
 from tests.conftest import run_alembic, run_python
-from tests.postgres import ServerDatabases, pg_env, plain, schema_of, versions
+from tests.postgres import ServerDatabases, pg_env, plain, schema_of, studio_at_head, versions
 from tests.scratch import ScratchProject, outcome_line
 from tests.test_safety_upgrade import BROKEN, FIXED
 
@@ -188,14 +188,7 @@ def test_a_password_in_the_url_never_reaches_the_logs(pg_url: URL, tmp_path: Pat
 
 def _studio_at_head(url: URL) -> Snapshot:
     """A database the current app made, with a client; returns its schema."""
-    engine = create_engine(url, poolclass=NullPool)
-    assert ensure_current(engine).action == "created"
-    with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO clients (first_name, last_name, created_at, updated_at) "
-            "VALUES ('Ada', 'Lovelace', now(), now())"
-        )
-    engine.dispose()
+    studio_at_head(url)
     return schema_of(url)
 
 
