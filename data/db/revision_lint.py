@@ -5,8 +5,11 @@ files' source (nothing is imported or run), so the lint is fast and safe on any 
 
 - ``standalone``: a revision imports ``data.models``; the models move on, a revision must not.
 - ``acknowledged-drop``: a table or column is dropped and the module does not name it in
-  ``acknowledged_drops``. A downgrade that drops a column its own upgrade added is the plain
-  inverse and needs no acknowledgement; dropping a table always does (it takes every row).
+  ``acknowledged_drops``. A downgrade that drops a table its own upgrade created, or a column
+  its own upgrade added, is the plain inverse and needs no acknowledgement.
+- ``possible-rename``: an unacknowledged drop of column ``T.X`` next to an add of a column to
+  the same table ``T`` in the same function, which is how autogenerate writes a rename; the
+  drop loses every value. Reported instead of ``acknowledged-drop`` for that column.
 - ``named-constraint``: a constraint or index without a name. Revisions do not get the models'
   naming convention, and SQLite can only drop or alter a constraint later by its name.
 - ``check-before-column-change``: a column is renamed or dropped while a named CHECK still
@@ -289,38 +292,172 @@ def _dropped_by_sql(operation: Operation) -> list[str]:
     return [match.group(1) for text in sql for match in _DROP_TABLE_SQL.finditer(text)]
 
 
+def _column_added(operation: Operation) -> tuple[str, str, ast.Call] | None:
+    """``(table, column, the sa.Column(...) call)`` for an ``add_column``; None otherwise."""
+    if operation.name != "add_column":
+        return None
+    column = operation.keyword("column")
+    if column is None and operation.call.args:
+        column = operation.call.args[-1]
+    if not isinstance(column, ast.Call) or not column.args:
+        return None
+    table = operation.batch_table or operation.argument(0, "table_name")
+    name = literal_name(column.args[0])
+    if table is None or name is None:
+        return None
+    return table, name, column
+
+
+def _inverse_of_upgrade(revision: RevisionFile) -> set[str]:
+    """What ``upgrade()`` creates: tables and ``table.column``s its downgrade may drop freely."""
+    made: set[str] = set()
+    for operation in revision.operations("upgrade"):
+        if operation.name == "create_table":
+            made.add(operation.argument(0, "table_name") or "?")
+        added = _column_added(operation)
+        if added is not None:
+            made.add(f"{added[0]}.{added[1]}")
+    return made
+
+
+def _lost(revision: RevisionFile, function: str) -> list[tuple[Operation, str]]:
+    """``function``'s drops that lose data the revision does not acknowledge, in source order."""
+    inverse = _inverse_of_upgrade(revision) if function == "downgrade" else set()
+    lost: list[tuple[Operation, str]] = []
+    for operation in revision.operations(function):
+        targets = _dropped_by_sql(operation)
+        target = _drop_target(operation)
+        if target is not None:
+            targets.append(target)
+        for dropped in targets:
+            if dropped in revision.acknowledged:
+                continue
+            if dropped in inverse or dropped.partition(".")[0] in inverse:
+                continue  # the inverse of this revision's own create_table or add_column
+            lost.append((operation, dropped))
+    return lost
+
+
+def _added_types(revision: RevisionFile, function: str) -> dict[tuple[str, str], str]:
+    """``{(table, column): "sa.Text()"}`` for the columns ``function`` adds, in source order."""
+    types: dict[tuple[str, str], str] = {}
+    for operation in revision.operations(function):
+        found = _column_added(operation)
+        if found is not None:
+            table, column, call = found
+            spelled = ast.unparse(call.args[1]) if len(call.args) > 1 else ""
+            types.setdefault((table, column), spelled)
+    return types
+
+
+def _same_type(first: str, second: str) -> bool:
+    """``sa.VARCHAR(length=40)`` (as reflected) and ``sa.String(length=40)`` are one type."""
+
+    def key(spelled: str) -> str:
+        bare = spelled.removeprefix("sa.").lower()
+        return "string" + bare.removeprefix("varchar") if bare.startswith("varchar") else bare
+
+    return bool(first) and key(first) == key(second)
+
+
+@dataclass(frozen=True)
+class _Rename:
+    """An unacknowledged column drop, and the columns the same function adds to its table."""
+
+    operation: Operation
+    function: str
+    table: str
+    column: str
+    # The columns added to the table, in source order.
+    added: tuple[str, ...]
+    # The same, the likeliest new name first: an added column of the dropped column's type.
+    candidates: tuple[str, ...]
+    same_type: bool
+    # The dropped column's type as the revision spells it, for ``existing_type=``.
+    existing_type: str
+
+
+def _possible_renames(revision: RevisionFile, function: str) -> dict[str, _Rename]:
+    """``{"table.column": _Rename}`` for each lost column whose table also gains a column."""
+    added = _added_types(revision, function)
+    # Autogenerate re-adds a dropped column, with its type, in the other function.
+    restored = _added_types(revision, "downgrade" if function == "upgrade" else "upgrade")
+    renames: dict[str, _Rename] = {}
+    for operation, dropped in _lost(revision, function):
+        table, _, column = dropped.partition(".")
+        if operation.name != "drop_column" or "?" in (table, column):
+            continue
+        # Dropping and re-adding a column of the same name changes its type; it renames nothing.
+        in_order = tuple(name for (on, name) in added if on == table and name != column)
+        if not in_order:
+            continue
+        names = list(in_order)
+        old_type = restored.get((table, column), "")
+        alike = [name for name in names if _same_type(old_type, added[(table, name)])]
+        if len(alike) == 1:
+            names.remove(alike[0])
+            names.insert(0, alike[0])
+        existing_type = old_type or (added[(table, names[0])] if len(names) == 1 else "")
+        renames[dropped] = _Rename(
+            operation,
+            function,
+            table,
+            column,
+            in_order,
+            tuple(names),
+            same_type=len(alike) == 1,
+            existing_type=existing_type or "<its type>",
+        )
+    return renames
+
+
 def _acknowledged_drops(revision: RevisionFile) -> Iterable[Finding]:
-    added_by_upgrade = {
-        f"{op.table()}.{literal_name(op.call.args[-1].args[0])}"
-        for op in revision.operations("upgrade")
-        if op.name == "add_column"
-        and op.call.args
-        and isinstance(op.call.args[-1], ast.Call)
-        and op.call.args[-1].args
-    }
     for function in ("upgrade", "downgrade"):
-        for operation in revision.operations(function):
-            targets = _dropped_by_sql(operation)
-            target = _drop_target(operation)
-            if target is not None:
-                targets.append(target)
-            for dropped in targets:
-                if dropped in revision.acknowledged:
-                    continue
-                if function == "downgrade" and dropped in added_by_upgrade:
-                    continue  # the inverse of this revision's own add_column
-                what = "column" if "." in dropped else "table"
-                yield Finding(
-                    revision.path,
-                    operation.line,
-                    "acknowledged-drop",
-                    f"{function}() drops {what} {dropped} and every value a studio keeps "
-                    "in it, and the revision does not acknowledge it",
-                    "if the loss is intended, declare at module level "
-                    f'{ACKNOWLEDGEMENT}: dict[str, str] = {{"{dropped}": "why losing it is '
-                    'safe"}; otherwise copy the data elsewhere first or keep the '
-                    f"{what}",
-                )
+        renames = _possible_renames(revision, function)
+        for operation, dropped in _lost(revision, function):
+            if dropped in renames:
+                continue  # one clearer finding from possible-rename
+            what = "column" if "." in dropped else "table"
+            yield Finding(
+                revision.path,
+                operation.line,
+                "acknowledged-drop",
+                f"{function}() drops {what} {dropped} and every value a studio keeps "
+                "in it, and the revision does not acknowledge it",
+                "if the loss is intended, declare at module level "
+                f'{ACKNOWLEDGEMENT}: dict[str, str] = {{"{dropped}": "why losing it is '
+                'safe"}; otherwise copy the data elsewhere first or keep the '
+                f"{what}",
+            )
+
+
+def _renames(revision: RevisionFile) -> Iterable[Finding]:
+    for function in ("upgrade", "downgrade"):
+        for dropped, rename in _possible_renames(revision, function).items():
+            table, column, names = rename.table, rename.column, rename.candidates
+            added = ", ".join(f"{table}.{name}" for name in rename.added)
+            if len(names) == 1:
+                question, new_name = f"{table}.{names[0]}", names[0]
+            elif rename.same_type:
+                question, new_name = f"{table}.{names[0]}, the added column of its type", names[0]
+            else:
+                question = " or ".join(f"{table}.{name}" for name in names)
+                new_name = f"<{' or '.join(names)}>"
+            inverse = "downgrade" if function == "upgrade" else "upgrade"
+            yield Finding(
+                revision.path,
+                rename.operation.line,
+                "possible-rename",
+                f"{function}() drops column {dropped} and adds {added}: did you rename "
+                f"{dropped} to {question}? Autogenerate writes a rename as this drop and add, "
+                "and the drop loses every value a studio keeps in the column (the added one "
+                "starts empty)",
+                f'replace the pair with batch_op.alter_column("{column}", '
+                f'new_column_name="{new_name}", existing_type={rename.existing_type}) inside '
+                f'`with op.batch_alter_table("{table}") as batch_op:`, and the inverse in '
+                f"{inverse}(); if the drop is deliberate, declare at module level "
+                f'{ACKNOWLEDGEMENT}: dict[str, str] = {{"{dropped}": "why losing it is safe"}}',
+            )
 
 
 def _named_constraints(revision: RevisionFile) -> Iterable[Finding]:
@@ -529,7 +666,14 @@ def _check_rule(revisions: Sequence[RevisionFile], report: set[Path]) -> list[Fi
 
 # --- entry points ----------------------------------------------------------------------------
 
-_PER_FILE_RULES = (_standalone, _acknowledged_drops, _named_constraints, _batch_alters, _downgrade)
+_PER_FILE_RULES = (
+    _standalone,
+    _acknowledged_drops,
+    _renames,
+    _named_constraints,
+    _batch_alters,
+    _downgrade,
+)
 
 
 def revision_files(versions: Path) -> list[Path]:
