@@ -1,17 +1,32 @@
-"""Alembic's entry point: migrate the app's own database under the runner's safety policy."""
+"""Alembic's entry point: migrate the database a caller names under the runner's safety policy.
+
+Who calls, and what they hand over in ``config.attributes["connection"]``:
+
+- the runner behind ``init_db()`` (and tests): a ``Connection`` in its own transaction;
+- a program such as pytest-alembic or a deploy script: an ``Engine`` for the database it
+  means; it gets the same lock, checks and single transaction as the command line;
+- the ``alembic`` command: nothing, and the app's own database (``DB_PATH`` or
+  ``DATABASE_URL``) is used.
+
+Anything else is refused: a caller that named a database never gets the app's one instead.
+"""
 
 from __future__ import annotations
 
 import logging
 from logging.config import fileConfig
+from pathlib import Path
 from typing import Any, Literal
 
 from alembic import context
+from alembic.script import write_hooks
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
-from data.db.errors import DataLayerError
-from data.db.runner import command_line_migration
+from data.db.errors import DataLayerError, MigrationFailedError, SchemaVerificationError
+from data.db.revision_lint import lint_files
+from data.db.revisions import quick_problems, record_written
+from data.db.runner import LOCK_TIMEOUT_SECONDS, command_line_migration
 from data.db.session import DB_PATH, engine
 from data.models import Base
 from data.models.base import StrEnumType, UTCDateTime
@@ -23,6 +38,18 @@ log = logging.getLogger("alembic.env")
 # Only the command line configures logging, and never by disabling the app's own loggers.
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+@write_hooks.register("record_revision")
+def record_revision(filename: str, options: dict[str, Any]) -> None:
+    """``alembic revision`` records what it wrote: manifest, exported schema, lint."""
+    findings = record_written(Path(filename))
+    if findings:
+        listing = "\n".join(str(finding) for finding in findings)
+        raise CommandError(
+            f"{filename} was written and recorded, but fails the migration lint:\n{listing}\n"
+            "The alembic command and init_db() refuse to apply it until it is fixed."
+        )
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
@@ -49,7 +76,39 @@ def skip_empty_revisions(context_: Any, revision: Any, directives: list[Any]) ->
         log.info("No changes in schema detected; no revision written.")
 
 
-def configure_and_run(connection: Connection) -> None:
+def refuse_unlinted_steps() -> Any:
+    """An ``on_version_apply`` hook: an upgrade step whose revision fails the lint is refused.
+
+    It runs inside the single migration transaction, so the refusal rolls back everything.
+    """
+    findings: dict[Path, list[str]] | None = None
+
+    def hook(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        nonlocal findings
+        if not step.is_upgrade:
+            return
+        if findings is None:
+            versions = Path(context.script.dir) / "versions"
+            findings = {}
+            for finding in lint_files(sorted(versions.glob("*.py"))):
+                findings.setdefault(Path(finding.path).resolve(), []).append(str(finding))
+        found = findings.get(Path(step.up_revision.path).resolve())
+        if found:
+            raise CommandError(
+                f"revision {step.up_revision_id} fails the migration lint, so it was not "
+                "applied (the whole upgrade was rolled back):\n"
+                + "\n".join(found)
+                + "\nFix the revision, or acknowledge a deliberate drop in its "
+                "`acknowledged_drops` (README, 'Writing a migration')."
+            )
+
+    return hook
+
+
+def configure_and_run(connection: Connection, *, guard: bool = False) -> None:
+    hooks = list(config.attributes.get("on_version_apply", ()))
+    if guard:
+        hooks.append(refuse_unlinted_steps())
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -61,7 +120,7 @@ def configure_and_run(connection: Connection) -> None:
         compare_server_default=True,
         render_item=render_item,
         process_revision_directives=skip_empty_revisions,
-        on_version_apply=config.attributes.get("on_version_apply", ()),
+        on_version_apply=hooks,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -75,8 +134,21 @@ def _destination() -> str | Literal[False] | None:
         return False
 
 
+def _refuse_stale_record() -> None:
+    """The command line never runs against a record that disagrees with the files."""
+    problems = quick_problems(Path(context.script.dir))
+    if problems:
+        raise CommandError(problems[0])
+
+
 def run_migrations_offline() -> None:
     """``--sql``: print the SQL for a reviewer; nothing is connected."""
+    _refuse_stale_record()
+    applied: list[str | None] = [context.get_starting_revision_argument()]  # type: ignore[list-item]
+
+    def track(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        applied.append(step.up_revision_id if step.is_upgrade else step.down_revision_ids[0])
+
     context.configure(
         url=engine.url,
         target_metadata=target_metadata,
@@ -84,17 +156,48 @@ def run_migrations_offline() -> None:
         render_as_batch=True,
         transactional_ddl=True,
         dialect_opts={"paramstyle": "named"},
+        on_version_apply=[track],
     )
     with context.begin_transaction():
-        context.run_migrations()
+        if engine.dialect.name == "postgresql":
+            # The same wait for other seats' table locks as the online runner allows.
+            context.execute(f"SET LOCAL lock_timeout = '{int(LOCK_TIMEOUT_SECONDS * 1000)}ms'")
+        try:
+            context.run_migrations()
+        except CommandError as exc:
+            if "--sql mode" not in str(exc):
+                raise
+            after = applied[-1]
+            following = [
+                s.revision for s in context.script.walk_revisions() if s.down_revision == after
+            ]
+            raise CommandError(
+                f"revision {following[0] if following else '?'} rebuilds a table (a batch "
+                "operation), which SQLite cannot render as SQL without the live database: "
+                "run the upgrade online, or give its batch_alter_table() a copy_from= Table"
+            ) from None
+
+
+def _for_the_command_line(exc: DataLayerError) -> str:
+    """A refusal worded for a developer or a deployer, not for studio staff."""
+    if isinstance(exc, (MigrationFailedError, SchemaVerificationError)):
+        return f"{exc.database}: {exc.found}. Nothing was changed: the upgrade was rolled back."
+    return str(exc)
 
 
 def run_migrations_online() -> None:
-    handed: Connection | Engine | None = config.attributes.get("connection")
+    handed = config.attributes.get("connection")
     if isinstance(handed, Connection):
         # A program (init_db's runner, a test) owns the transaction and its policy.
         configure_and_run(handed)
         return
+    if handed is not None and not isinstance(handed, Engine):
+        raise CommandError(
+            f'config.attributes["connection"] holds a {type(handed).__module__}.'
+            f"{type(handed).__qualname__}; env.py takes a sqlalchemy Connection or Engine for "
+            "the database you mean (or nothing, for the app's own database)"
+        )
+    _refuse_stale_record()
     # The command line, or a program handing over an Engine: the same runner, lock, checks
     # and single transaction as init_db(), on the database that engine names.
     target = handed if isinstance(handed, Engine) else engine
@@ -102,10 +205,10 @@ def run_migrations_online() -> None:
     log.info("database: %s", DB_PATH if on_db_path else target.url)  # str(url) masks passwords
     try:
         with command_line_migration(target, context.script, _destination()) as connection:
-            configure_and_run(connection)
+            configure_and_run(connection, guard=True)
     except DataLayerError as exc:
-        # Alembic prints a CommandError as "FAILED: <message>", without a traceback.
-        raise CommandError(str(exc)) from exc
+        # Alembic prints a CommandError once, as "FAILED: <message>", without a traceback.
+        raise CommandError(_for_the_command_line(exc)) from exc
 
 
 if context.is_offline_mode():

@@ -18,21 +18,22 @@ from PyInstaller.utils.hooks import collect_submodules  # type: ignore[import-un
 
 # Where the runner looks for the scripts inside the package (a frozen app's _MEIPASS).
 BUNDLED_MIGRATIONS = "data/migrations"
-SCRIPT_SUFFIXES = (".py", ".mako")
+SCRIPT_SUFFIXES = (".py", ".mako", ".json")
 
 
 @isolated.decorate  # type: ignore[untyped-decorator]
 def _migrations_location() -> str:
     """The scripts the build environment's data layer uses (installed or a checkout)."""
-    from data.db.runner import migrations_location
+    from data.db.head import migrations_dir
 
-    return migrations_location()
+    return str(migrations_dir())
 
 
 def _scripts(root: Path) -> list[Path]:
-    """``env.py``, ``script.py.mako`` and every revision; no caches, no stray files."""
+    """``env.py``, ``script.py.mako``, the manifest, every revision and its exported schema."""
     found = [p for p in root.iterdir() if p.is_file() and p.suffix in SCRIPT_SUFFIXES]
     found += sorted((root / "versions").glob("*.py"))
+    found += sorted((root / "schemas").glob("*.json"))
     return found
 
 

@@ -6,12 +6,16 @@ import sys
 
 from sqlalchemy.exc import DBAPIError
 
-from data.db.head import HEAD_REVISION
+from data.db.head import recorded_history
 from data.db.session import DB_PATH, engine
 
 
 def main() -> int:
     where = DB_PATH if engine.dialect.name == "sqlite" else engine.url.render_as_string()
+    history = recorded_history()
+    if history.problem is not None:
+        print(f"Database: {where}\nRevision: unknown: {history.problem}", file=sys.stderr)
+        return 2
     try:
         with engine.connect() as connection:
             versions = [
@@ -21,9 +25,17 @@ def main() -> int:
     except DBAPIError as exc:
         print(f"Database: {where}\nRevision: none ({exc.orig})")
         return 1
-    state = "head" if versions == [HEAD_REVISION] else f"not head; head is {HEAD_REVISION}"
+    head = history.head
+    if versions == [head]:
+        state = "head"
+    elif len(versions) == 1 and versions[0] in history.revisions:
+        state = f"behind; head is {head}"
+    elif versions:
+        state = f"ahead of this code, which knows revisions up to {head}: update this checkout"
+    else:
+        state = f"no revision; head is {head}"
     print(f"Database: {where}\nRevision: {', '.join(versions) or 'none'} ({state})")
-    return 0 if versions == [HEAD_REVISION] else 1
+    return 0 if versions == [head] else 1
 
 
 if __name__ == "__main__":

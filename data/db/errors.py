@@ -65,6 +65,18 @@ class DatabaseURLError(DataLayerError):
     """``DATABASE_URL`` names something other than a PostgreSQL server."""
 
 
+class RevisionRecordError(DataLayerError):
+    """This code's recorded head disagrees with its revision files: a developer's mistake.
+
+    Raised before anything is opened, so no entry point ever reports "current" for a
+    database that is ahead of a stale record, or misses a revision the record lacks.
+    """
+
+
+class RevisionLintError(DataLayerError):
+    """A pending revision fails the migration lint; it is not applied."""
+
+
 # User-facing advice, kept in one place so the wording stays consistent.
 UNCHANGED = "The file was not changed."
 ADVICE_RESTORE = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from data.db.head import HEAD_REVISION
+from data.db.head import recorded_history
 from data.db.outcome import UpgradeOutcome
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -13,7 +13,13 @@ _WAL_FORMAT = 2
 
 
 def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
-    """An outcome ``current`` when the database is at head, else ``None`` (the slow path)."""
+    """An outcome ``current`` when the database is at head, else ``None`` (the slow path).
+
+    A stale record of the head (revision files it does not list) also goes to the slow
+    path, which refuses it: "current" must never be said against a head that is out of date.
+    """
+    if recorded_history().problem is not None:
+        return None
     if engine.dialect.name == "sqlite":
         # Only a file already in WAL mode is opened here: the app engine switches a file to
         # WAL, which rewrites header bytes, and a file that may yet be refused must stay
@@ -33,6 +39,7 @@ def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
             versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
     except DBAPIError:
         return None
-    if len(versions) != 1 or versions[0][0] != HEAD_REVISION:
+    head = recorded_history().head
+    if len(versions) != 1 or versions[0][0] != head:
         return None
-    return UpgradeOutcome("current", display, HEAD_REVISION, HEAD_REVISION)
+    return UpgradeOutcome("current", display, head, head)

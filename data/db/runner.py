@@ -13,7 +13,6 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,16 +33,23 @@ from data.db.errors import (
     LegacySchemaMismatchError,
     MigrationFailedError,
     NotEnoughDiskSpaceError,
+    RevisionLintError,
+    RevisionRecordError,
     SchemaVerificationError,
 )
-from data.db.head import BASELINE_REVISION, HEAD_REVISION
+from data.db.head import (
+    RECORD_COMMAND,
+    RecordedHistory,
+    exported_schema,
+    migrations_dir,
+    recorded_history,
+)
 from data.db.outcome import UpgradeOutcome
 from data.db.policy import create_migration_engine
 from data.db.schema import (
     Snapshot,
     differences,
     extras,
-    metadata_snapshot,
     sqlite_query,
     sqlite_snapshot,
 )
@@ -89,10 +95,24 @@ ProgressCallback = Callable[[RevisionProgress], None]
 
 def migrations_location() -> str:
     """The migration scripts: in the package when installed or frozen, else in the checkout."""
-    packaged = resources.files("data") / "migrations"
-    if packaged.is_dir():
-        return str(packaged)
-    return str(Path(__file__).resolve().parents[2] / "migrations")
+    return str(migrations_dir())
+
+
+def require_recorded(display: str) -> RecordedHistory:
+    """This code's recorded history, or a refusal when it disagrees with the revision files.
+
+    Checked before anything is opened: with a stale record, "current" could be said of a
+    database that is ahead, and a revision the record lacks would never be applied.
+    """
+    history = recorded_history()
+    if history.problem is not None or not history.revisions:
+        raise RevisionRecordError(
+            display,
+            f"this copy of InkLinkOS cannot tell its own head: {history.problem or 'no revisions'}",
+            "Nothing was opened or changed. This is a build mistake: report it to the app's "
+            "developers.",
+        )
+    return history
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -144,6 +164,7 @@ def migration_lock(db_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iter
 
 
 def plan_for(display: str, state: FileState, known: Callable[[str], bool]) -> PlanKind:
+    head = recorded_history().head
     if not state.user_tables and not state.versions:
         return "create"
     if not state.versions:  # tables, but no version recorded: made before migrations
@@ -155,7 +176,7 @@ def plan_for(display: str, state: FileState, known: Callable[[str], bool]) -> Pl
             ADVICE_UPDATE_APP + " " + UNCHANGED,
         )
     (version,) = state.versions
-    if version == HEAD_REVISION:
+    if version == head:
         return "current"
     if not known(version):
         raise DatabaseNewerThanAppError(
@@ -177,28 +198,17 @@ def known_revision_check(script: ScriptDirectory) -> Callable[[str], bool]:
     return known
 
 
-def baseline_snapshot() -> dict[str, Any]:
-    """The schema the baseline revision creates, built in a scratch in-memory database.
-
-    The revision's ``upgrade()`` runs through a bare MigrationContext, not through
-    ``command.upgrade``: this also runs inside ``env.py`` (the CLI adopting a legacy file),
-    where a nested Alembic command would tear down the outer command's context.
-    """
-    from alembic.operations import Operations
-    from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import create_engine
-
-    baseline = script_directory().get_revision(BASELINE_REVISION)
-    assert baseline is not None
-    engine = create_engine("sqlite://")
-    try:
-        with engine.begin() as connection:
-            context = MigrationContext.configure(connection, opts={"render_as_batch": True})
-            with Operations.context(context):
-                baseline.module.upgrade()
-            return sqlite_snapshot(sqlite_query(connection), exclude=frozenset({VERSION_TABLE}))
-    finally:
-        engine.dispose()
+def promised_schema(display: str, revision: str) -> Snapshot:
+    """The SQLite schema ``revision`` promises: its exported ``schemas/<revision>.json``."""
+    promised: Snapshot | None = exported_schema(revision)
+    if promised is None:
+        raise RevisionRecordError(
+            display,
+            f"this copy of InkLinkOS has no exported schema for revision {revision}",
+            f"Nothing was changed. Developers: run `{RECORD_COMMAND}` and commit "
+            "migrations/schemas/.",
+        )
+    return promised
 
 
 def refuse_legacy_mismatch(display: str, found: Snapshot, expected: Snapshot, kept: str) -> None:
@@ -222,7 +232,8 @@ def _check_legacy(display: str, db_path: Path) -> None:
         )
     finally:
         connection.close()
-    refuse_legacy_mismatch(display, found, baseline_snapshot(), UNCHANGED)
+    expected = promised_schema(display, recorded_history().baseline)
+    refuse_legacy_mismatch(display, found, expected, UNCHANGED)
 
 
 def _use_wal(db_path: Path) -> None:
@@ -260,12 +271,18 @@ def _check_disk_space(display: str, db_path: Path, size: int) -> None:
 
 @contextlib.contextmanager
 def _migration_transaction(
-    url: URL, display: str, from_revision: str | None, *, command_line: bool = False
+    url: URL,
+    display: str,
+    from_revision: str | None,
+    *,
+    command_line: bool = False,
+    read_only: bool = False,
 ) -> Iterator[Connection]:
     """One connection, one ``BEGIN IMMEDIATE`` transaction: all of it commits, or none of it.
 
     On the command line, Alembic's own errors (``alembic check`` finding differences, an
-    unknown revision argument) pass through: Alembic already says what to do.
+    unknown revision argument) pass through: Alembic already says what to do. So does every
+    error of a command that only reads (autogenerate, ``check``): it is the caller's own.
     """
     engine = create_migration_engine(url)
     try:
@@ -284,7 +301,7 @@ def _migration_transaction(
                     ADVICE_RETRY + " Nothing was changed.",
                 ) from exc
             except Exception as exc:
-                if command_line and type(exc).__module__.startswith("alembic."):
+                if read_only or (command_line and type(exc).__module__.startswith("alembic.")):
                     raise
                 raise _migration_failed(display, from_revision, exc) from exc
     finally:
@@ -320,7 +337,7 @@ def create_schema(connection: Connection) -> None:
     from data.models import Base
 
     Base.metadata.create_all(connection)
-    stamp_revision(connection, HEAD_REVISION)
+    stamp_revision(connection, recorded_history().head)
 
 
 def progress_hook(
@@ -341,15 +358,40 @@ def progress_hook(
     return [on_version_apply]
 
 
-def verify(connection: Connection, display: str, *, at_head: bool) -> None:
-    """Before commit: the version, foreign keys, and (at head) that the models are served."""
+def refuse_unlinted(display: str, script: ScriptDirectory, from_revision: str | None) -> None:
+    """Refuse before anything runs when a revision still to be applied fails the lint."""
+    from data.db.revision_lint import lint_files
+
+    pending = [Path(s.path) for s in script.iterate_revisions("heads", from_revision)]
+    findings = lint_files(pending) if pending else []
+    if findings:
+        raise RevisionLintError(
+            display,
+            "a revision to be applied fails the migration lint:\n  - "
+            + "\n  - ".join(str(finding) for finding in findings)
+            + "\n",
+            "Nothing was changed. Developers: fix the revision, or acknowledge a deliberate "
+            "drop in its `acknowledged_drops` (README, 'Writing a migration').",
+        )
+
+
+def verify(
+    connection: Connection, display: str, *, expect: str | None, exact: bool = False
+) -> None:
+    """Before commit: the version is ``expect``, foreign keys hold, and the schema is the
+    one that revision promises (its exported schema; on a server, the chain replayed).
+
+    Only what the promise declares must be there, unchanged; extra tables or columns are
+    tolerated and logged. With ``exact`` (a database just made from the models) anything
+    extra means the models lead the migrations.
+    """
     versions = [
         row[0] for row in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
     ]
-    if at_head and versions != [HEAD_REVISION]:
+    if versions != ([expect] if expect else []):
         raise SchemaVerificationError(
             display,
-            f"after the upgrade it is at {versions}, not at {HEAD_REVISION}",
+            f"after the upgrade it is at {versions or 'no revision'}, not at {expect}",
             ROLLED_BACK,
         )
     # PostgreSQL checks foreign keys on every statement; SQLite's are off while migrating.
@@ -365,28 +407,35 @@ def verify(connection: Connection, display: str, *, at_head: bool) -> None:
             f"the upgrade would leave {len(broken)} rows pointing at missing rows ({sample})",
             ROLLED_BACK,
         )
-    if not at_head:
+    if expect is None:
         return
-    from data.models import Base
-
     if connection.dialect.name == "postgresql":
-        from data.db.pg_schema import pg_metadata_snapshot, pg_snapshot
+        from data.db.pg_schema import pg_snapshot
+        from data.db.server import promised_snapshot
 
-        expected = pg_metadata_snapshot(connection, Base.metadata)
+        expected = promised_snapshot(connection, script_directory(), expect)
         found = pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
     else:
-        expected = metadata_snapshot(Base.metadata)
+        expected = promised_schema(display, expect)
         found = sqlite_snapshot(sqlite_query(connection), exclude=frozenset({VERSION_TABLE}))
-    missing = differences(found, expected, allow_extra=True)
-    if missing:
+    problems = differences(found, expected, allow_extra=not exact)
+    if problems and exact:
         raise SchemaVerificationError(
             display,
-            "after the upgrade the schema does not provide what the app needs:\n  - "
-            + "\n  - ".join(missing),
+            f"the models do not make the schema revision {expect} promises (the models and "
+            "the migrations disagree):\n  - " + "\n  - ".join(problems) + "\n",
+            "Nothing was created. Developers: write the revision for the model change "
+            "(`alembic revision --autogenerate -m ...`, README 'Writing a migration').",
+        )
+    if problems:
+        raise SchemaVerificationError(
+            display,
+            f"after the upgrade the schema is not the one revision {expect} promises:\n  - "
+            + "\n  - ".join(problems),
             ROLLED_BACK,
         )
     for extra in extras(found, expected):
-        log.info("%s has %s, which the models do not declare (kept)", display, extra)
+        log.info("%s has %s, which revision %s does not declare (kept)", display, extra, expect)
 
 
 # --- the two entry points --------------------------------------------------------------------
@@ -412,6 +461,7 @@ def ensure_current(
         return ensure_current_server(engine, progress, lock_timeout=lock_timeout)
     db_path = sqlite_path(engine.url)
     display = str(db_path)
+    head = require_recorded(display).head
     check_location(db_path)
     with migration_lock(db_path, lock_timeout):
         # Re-read under the lock: another process may have done the work meanwhile.
@@ -419,17 +469,18 @@ def ensure_current(
         if not state.user_tables and not state.versions:
             with _migration_transaction(engine.url, display, None) as connection:
                 create_schema(connection)
-                verify(connection, display, at_head=True)
+                verify(connection, display, expect=head, exact=True)
             _use_wal(db_path)
-            log.info("created %s at revision %s", display, HEAD_REVISION)
-            return UpgradeOutcome("created", display, HEAD_REVISION)
+            log.info("created %s at revision %s", display, head)
+            return UpgradeOutcome("created", display, head)
         script = script_directory()
         plan = plan_for(display, state, known_revision_check(script))
         if plan == "current":
-            return UpgradeOutcome("current", display, HEAD_REVISION, HEAD_REVISION)
+            return UpgradeOutcome("current", display, head, head)
         if plan == "adopt":
             _check_legacy(display, db_path)
         from_revision = state.versions[0] if state.versions else None
+        refuse_unlinted(display, script, from_revision or recorded_history().baseline)
         _check_disk_space(display, db_path, state.size)
         backup = backup_database(db_path, label=from_revision or "legacy", keep=keep_backups)
         upgrade(engine.url, display, plan, from_revision, script, progress)
@@ -437,7 +488,7 @@ def ensure_current(
         outcome = UpgradeOutcome(
             "adopted" if plan == "adopt" else "upgraded",
             display,
-            HEAD_REVISION,
+            head,
             from_revision,
             backup,
         )
@@ -458,12 +509,12 @@ def upgrade(
 
     with _migration_transaction(url, display, from_revision) as connection:
         if plan == "adopt":
-            stamp_revision(connection, BASELINE_REVISION)
-            from_revision = BASELINE_REVISION
+            from_revision = recorded_history().baseline
+            stamp_revision(connection, from_revision)
         config = alembic_config(connection)
         config.attributes["on_version_apply"] = progress_hook(script, from_revision, progress)
         command.upgrade(config, "head")
-        verify(connection, display, at_head=True)
+        verify(connection, display, expect=recorded_history().head)
 
 
 @contextlib.contextmanager
@@ -485,6 +536,7 @@ def command_line_migration(
         return
     db_path = sqlite_path(engine.url)
     display = str(db_path)
+    require_recorded(display)
     check_location(db_path)
     with migration_lock(db_path):
         state = inspect_sqlite_file(db_path)
@@ -497,18 +549,19 @@ def command_line_migration(
             _check_disk_space(display, db_path, state.size)
             backup_database(db_path, label=from_revision or "legacy")
         with _migration_transaction(
-            engine.url, display, from_revision, command_line=True
+            engine.url, display, from_revision, command_line=True, read_only=destination is False
         ) as connection:
             if plan == "adopt" and destination is not False:
-                stamp_revision(connection, BASELINE_REVISION)
+                stamp_revision(connection, recorded_history().baseline)
             yield connection
-            # Commands that only read (check, autogenerate) compare models that are ahead of
-            # the database on purpose: nothing was written, so nothing to verify.
+            # Commands that only read (check, autogenerate) write nothing: nothing to verify.
+            # What was written is verified against the schema its revision promises, never
+            # against the models, which lead the migrations while a revision is written.
             if destination is not False and connection.dialect.has_table(connection, VERSION_TABLE):
                 versions = [
                     r[0]
                     for r in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
                 ]
-                verify(connection, display, at_head=versions == [HEAD_REVISION])
+                verify(connection, display, expect=versions[0] if versions else None)
         if destination is not False:
             _use_wal(db_path)

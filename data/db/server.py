@@ -27,7 +27,7 @@ from data.db.errors import (
     DataLayerError,
     MigrationFailedError,
 )
-from data.db.head import BASELINE_REVISION, HEAD_REVISION
+from data.db.head import recorded_history
 from data.db.outcome import UpgradeOutcome
 from data.db.pg_schema import pg_snapshot, pg_tables, scratch_schema
 from data.db.runner import LOCK_TIMEOUT_SECONDS
@@ -106,11 +106,12 @@ def _connection(url: URL, display: str) -> Iterator[Connection]:
 
 @contextlib.contextmanager
 def _failures_explained(
-    url: URL, display: str, timeout: float, *, command_line: bool = False
+    url: URL, display: str, timeout: float, *, command_line: bool = False, read_only: bool = False
 ) -> Iterator[None]:
     """Turn what goes wrong inside the migration transaction into errors for people.
 
     On the command line, Alembic's own errors pass through: Alembic already says what to do.
+    So does every error of a command that only reads: it is the caller's own.
     """
     try:
         yield
@@ -119,7 +120,7 @@ def _failures_explained(
     except Exception as exc:
         if _is_lock_timeout(exc):
             raise _busy(display, timeout) from exc
-        if command_line and type(exc).__module__.startswith("alembic."):
+        if read_only or (command_line and type(exc).__module__.startswith("alembic.")):
             raise
         raise MigrationFailedError(
             display,
@@ -146,30 +147,31 @@ def read_state(connection: Connection) -> FileState:
     return FileState(exists=True, size=0, tables=tables, versions=versions)
 
 
-def baseline_snapshot(connection: Connection, script: ScriptDirectory) -> Snapshot:
-    """The schema the baseline revision creates on this server, built and rolled back.
+def promised_snapshot(connection: Connection, script: ScriptDirectory, revision: str) -> Snapshot:
+    """The schema the chain up to ``revision`` creates on this server, built and rolled back.
 
-    The revisions up to the baseline run through a bare MigrationContext, not through
-    ``command.upgrade``: this also runs inside ``env.py`` (the command line adopting legacy
-    tables), where a nested Alembic command would tear down the outer command's context.
+    A server's promised schema (what a migrated database is verified against) is the chain
+    replayed in a scratch schema, rendered by the same server. The revisions run through a
+    bare MigrationContext, not through ``command.upgrade``: this also runs inside ``env.py``,
+    where a nested Alembic command would tear down the outer command's context.
     """
     from alembic.operations import Operations
     from alembic.runtime.migration import MigrationContext
 
-    chain = reversed(list(script.iterate_revisions(BASELINE_REVISION, "base")))
+    chain = reversed(list(script.iterate_revisions(revision, "base")))
     with scratch_schema(connection):
         # Unqualified DDL lands in the scratch schema, first on the search path.
         context = MigrationContext.configure(connection)
         with Operations.context(context):
-            for revision in chain:
-                revision.module.upgrade()
+            for step in chain:
+                step.module.upgrade()
         return pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
 
 
 def check_legacy(connection: Connection, display: str, script: ScriptDirectory) -> None:
     """Refuse tables made before migrations unless they are exactly the baseline schema."""
     found = pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
-    expected = baseline_snapshot(connection, script)
+    expected = promised_snapshot(connection, script, recorded_history().baseline)
     runner.refuse_legacy_mismatch(display, found, expected, SERVER_UNCHANGED)
 
 
@@ -192,6 +194,7 @@ def ensure_current_server(
     """Create or upgrade the server database behind ``engine``, once, whoever starts first."""
     url = engine.url
     display = display_url(url)
+    head = runner.require_recorded(display).head
     with (
         _connection(url, display) as connection,
         _failures_explained(url, display, lock_timeout),
@@ -204,30 +207,32 @@ def ensure_current_server(
         state = read_state(connection)
         if not state.user_tables and not state.versions:
             runner.create_schema(connection)
-            runner.verify(connection, display, at_head=True)
-            log.info("created %s at revision %s", display, HEAD_REVISION)
-            return UpgradeOutcome("created", display, HEAD_REVISION)
+            runner.verify(connection, display, expect=head, exact=True)
+            log.info("created %s at revision %s", display, head)
+            return UpgradeOutcome("created", display, head)
         script = runner.script_directory()
         plan = _classify(display, state, script)
         if plan == "current":
-            return UpgradeOutcome("current", display, HEAD_REVISION, HEAD_REVISION)
+            return UpgradeOutcome("current", display, head, head)
         from_revision = state.versions[0] if state.versions else None
+        baseline = recorded_history().baseline
         if plan == "adopt":
             check_legacy(connection, display, script)
-            runner.stamp_revision(connection, BASELINE_REVISION)
+            runner.stamp_revision(connection, baseline)
+        runner.refuse_unlinted(display, script, from_revision or baseline)
         log.info("%s: %s", display, NO_BACKUP_NOTE)
         from alembic import command
 
         config = runner.alembic_config(connection)
         config.attributes["on_version_apply"] = runner.progress_hook(
-            script, from_revision if plan != "adopt" else BASELINE_REVISION, progress
+            script, from_revision if plan != "adopt" else baseline, progress
         )
         command.upgrade(config, "head")
-        runner.verify(connection, display, at_head=True)
+        runner.verify(connection, display, expect=head)
     outcome = UpgradeOutcome(
         "adopted" if plan == "adopt" else "upgraded",
         display,
-        HEAD_REVISION,
+        head,
         from_revision,
         note=NO_BACKUP_NOTE,
     )
@@ -250,6 +255,7 @@ def server_command_line_migration(
     """
     url = engine.url
     display = display_url(url)
+    runner.require_recorded(display)
     with _connection(url, display) as connection:
         with (
             _failures_explained(url, display, lock_timeout, command_line=True),
@@ -261,7 +267,9 @@ def server_command_line_migration(
         # not pooled) or with the unlock below.
         try:
             with (
-                _failures_explained(url, display, lock_timeout, command_line=True),
+                _failures_explained(
+                    url, display, lock_timeout, command_line=True, read_only=not writes
+                ),
                 connection.begin(),
             ):
                 _set_lock_timeout(connection, lock_timeout)
@@ -270,13 +278,13 @@ def server_command_line_migration(
                 if plan == "adopt":
                     check_legacy(connection, display, script)
                     if writes:
-                        runner.stamp_revision(connection, BASELINE_REVISION)
+                        runner.stamp_revision(connection, recorded_history().baseline)
                 yield connection
                 # Commands that only read (check, autogenerate) compare models that are ahead
                 # of the database on purpose: nothing to verify there.
                 if writes and VERSION_TABLE in pg_tables(connection):
                     versions = read_state(connection).versions
-                    runner.verify(connection, display, at_head=versions == (HEAD_REVISION,))
+                    runner.verify(connection, display, expect=versions[0] if versions else None)
                     if versions != state.versions:
                         log.info("%s: %s", display, NO_BACKUP_NOTE)
         finally:
