@@ -622,6 +622,12 @@ def test_downgrade_rule_catches_an_empty_and_a_missing_downgrade(tmp_path: Path)
     assert "raise NotImplementedError" in findings[0].fix
 
 
+def test_downgrade_rule_passes_a_revision_just_started_by_hand(tmp_path: Path) -> None:
+    # `alembic revision -m ...` writes both functions empty: nothing to undo yet.
+    _, findings = lint(tmp_path, revision('"""Start."""\npass', '"""Undo."""\npass'))
+    assert findings == []
+
+
 def test_downgrade_rule_passes_real_steps_and_an_explicit_refusal(tmp_path: Path) -> None:
     _, findings = lint(
         tmp_path,

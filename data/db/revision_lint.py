@@ -525,6 +525,14 @@ def _batch_alters(revision: RevisionFile) -> Iterable[Finding]:
                 )
 
 
+def _does_nothing(function: ast.FunctionDef) -> bool:
+    """Only a docstring, ``pass`` or bare constants."""
+    return all(
+        isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+        for s in function.body
+    )
+
+
 def _downgrade(revision: RevisionFile) -> Iterable[Finding]:
     fix = (
         "write the steps that undo upgrade(), or refuse on purpose: "
@@ -535,14 +543,9 @@ def _downgrade(revision: RevisionFile) -> Iterable[Finding]:
         line = (revision.tree.body[-1].end_lineno or 1) if revision.tree.body else 1
         yield Finding(revision.path, line, "downgrade", "the revision has no downgrade()", fix)
         return
-    body = list(node.body)
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        body = body[1:]  # the docstring
-    empty = all(
-        isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
-        for s in body
-    )
-    if empty:
+    # An empty upgrade() (a revision just started by hand) is undone by an empty downgrade().
+    upgrade = revision.functions.get("upgrade")
+    if _does_nothing(node) and (upgrade is None or not _does_nothing(upgrade)):
         yield Finding(
             revision.path, node.lineno, "downgrade", "downgrade() is empty: it does nothing", fix
         )

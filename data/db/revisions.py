@@ -175,7 +175,13 @@ def replay_schemas(migrations: Path, revisions: Sequence[str]) -> dict[str, Snap
                 for revision in revisions:
                     step = script.get_revision(revision)
                     assert step is not None
-                    step.module.upgrade()
+                    try:
+                        step.module.upgrade()
+                    except Exception as exc:
+                        raise RevisionChainError(
+                            f"{step.path}: upgrade() fails on an empty database at the revision "
+                            f"before it, so its schema cannot be recorded: {exc}"
+                        ) from exc
                     schemas[revision] = sqlite_snapshot(
                         sqlite_query(connection), exclude=frozenset({_VERSION_TABLE})
                     )
@@ -271,7 +277,10 @@ def check(migrations: Path | None = None) -> list[str]:
             for revision in extra
         )
         return problems
-    replayed = replay_schemas(migrations, [entry.revision for entry in plan.wanted])
+    try:
+        replayed = replay_schemas(migrations, [entry.revision for entry in plan.wanted])
+    except RevisionChainError as exc:
+        return [str(exc)]
     for revision, snapshot in replayed.items():
         path = migrations / SCHEMAS_FOLDER / f"{revision}.json"
         found = path.read_text(encoding="utf-8") if path.is_file() else None
@@ -298,7 +307,10 @@ def update(migrations: Path | None = None) -> tuple[list[str], list[Finding]]:
     manifest = migrations / MANIFEST_NAME
     stale = set(plan.stale)
     if stale:
-        replayed = replay_schemas(migrations, [entry.revision for entry in plan.wanted])
+        try:
+            replayed = replay_schemas(migrations, [entry.revision for entry in plan.wanted])
+        except RevisionChainError as exc:
+            return [str(exc)], []
         schemas = migrations / SCHEMAS_FOLDER
         schemas.mkdir(exist_ok=True)
         for revision in plan.stale:

@@ -1,0 +1,1 @@
+"""The migration engine: the runner behind init_db() and ``alembic upgrade``, and its helpers."""
