@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: db test lint pytest bench revisions clean
+.PHONY: db db-reset test lint pytest bench revisions clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 db: $(STAMP)
 	$(BIN)/alembic upgrade head
 	$(BIN)/python -m data.db
+
+## Start the development database again from nothing (it holds no studio's data).
+db-reset: $(STAMP)
+	rm -f dev.db dev.db-wal dev.db-shm dev.db-journal dev.db.lock
+	$(MAKE) db
 
 ## The whole test suite: lint, types, then pytest (PostgreSQL tests included).
 test: lint pytest
@@ -34,7 +39,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-## After writing a migration: record its checksum and the new head (data/db/head.py).
+## After editing a revision that is not released yet: record it again (alembic revision records new ones).
 revisions: $(STAMP)
 	$(BIN)/python -m data.db.revisions --update
 

@@ -23,6 +23,7 @@ from alembic.script import write_hooks
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
+from data.db import er_diagram
 from data.db.errors import DataLayerError, MigrationFailedError, SchemaVerificationError
 from data.db.revision_lint import lint_files
 from data.db.revisions import quick_problems, record_written
@@ -42,8 +43,12 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 @write_hooks.register("record_revision")
 def record_revision(filename: str, options: dict[str, Any]) -> None:
-    """``alembic revision`` records what it wrote: manifest, exported schema, lint."""
+    """``alembic revision`` records what it wrote: manifest, exported schema, lint; and the
+    README's schema diagram follows the models it was written from."""
     findings = record_written(Path(filename))
+    readme = Path(filename).resolve().parents[2] / "README.md"
+    if readme.is_file() and er_diagram.START_MARKER in readme.read_text(encoding="utf-8"):
+        er_diagram.main(["--write", str(readme)])
     if findings:
         listing = "\n".join(str(finding) for finding in findings)
         raise CommandError(
