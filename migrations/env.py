@@ -13,7 +13,9 @@ Anything else is refused: a caller that named a database never gets the app's on
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from logging.config import fileConfig
 from pathlib import Path
 from typing import Any, Literal
@@ -190,6 +192,22 @@ def _for_the_command_line(exc: DataLayerError) -> str:
     return str(exc)
 
 
+@contextlib.contextmanager
+def _connection_behind(handed: object) -> Iterator[Connection]:
+    """The Connection an object's ``connect()`` yields; anything else is refused."""
+    connect = getattr(handed, "connect", None)
+    if callable(connect):
+        with connect() as connection:
+            if isinstance(connection, Connection):
+                yield connection
+                return
+    raise CommandError(
+        f'config.attributes["connection"] holds a {type(handed).__module__}.'
+        f"{type(handed).__qualname__}; env.py takes a sqlalchemy Connection or Engine for "
+        "the database you mean (or nothing, for the app's own database)"
+    )
+
+
 def run_migrations_online() -> None:
     handed = config.attributes.get("connection")
     if isinstance(handed, Connection):
@@ -197,11 +215,12 @@ def run_migrations_online() -> None:
         configure_and_run(handed)
         return
     if handed is not None and not isinstance(handed, Engine):
-        raise CommandError(
-            f'config.attributes["connection"] holds a {type(handed).__module__}.'
-            f"{type(handed).__qualname__}; env.py takes a sqlalchemy Connection or Engine for "
-            "the database you mean (or nothing, for the app's own database)"
-        )
+        # A connection in a wrapper (pytest-alembic's WrappingConnection: its connect() yields
+        # the one Connection it holds, in a transaction it rolls back): that caller owns the
+        # transaction too. Anything else is refused, never replaced by the app's database.
+        with _connection_behind(handed) as connection:
+            configure_and_run(connection)
+        return
     _refuse_stale_record()
     # The command line, or a program handing over an Engine: the same runner, lock, checks
     # and single transaction as init_db(), on the database that engine names.

@@ -5,6 +5,9 @@ from data.models.client import Client
 from data.models.tattoo_session import SessionStatus, TattooSession
 from data.models.transaction import PaymentMethod, Transaction, TransactionKind
 
+# The complete MetaData at package level, where tools such as pytest-alembic look for it.
+metadata = Base.metadata
+
 __all__ = [
     "NAMING_CONVENTION",
     "Base",
@@ -15,5 +18,6 @@ __all__ = [
     "Transaction",
     "TransactionKind",
     "UTCDateTime",
+    "metadata",
     "utcnow",
 ]
