@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import re
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+from data.db.head import read_history
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 COPIED = ("data", "migrations", "alembic.ini", "pyproject.toml")
-_HEAD_LINE = re.compile(r'^HEAD_REVISION = "[0-9a-z_]+"$', re.MULTILINE)
 
-SYNTHETIC_REVISION = '''"""bench: synthetic revision {number} (a tiny index)
+# Schema-neutral (an index made and dropped again): a fresh database made from the copy's
+# models still matches the head's exported schema.
+SYNTHETIC_REVISION = '''"""bench: synthetic revision {number} (a tiny index, made and dropped)
 
 Revision ID: {revision}
 Revises: {down}
@@ -26,9 +31,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_bench_{number:04d}", "clients", ["last_name"])
+    op.drop_index("ix_bench_{number:04d}", table_name="clients")
 
 
 def downgrade() -> None:
+    op.create_index("ix_bench_{number:04d}", "clients", ["last_name"])
     op.drop_index("ix_bench_{number:04d}", table_name="clients")
 '''
 
@@ -55,12 +62,14 @@ def upgrade() -> None:
     started = time.perf_counter()
 {body}
     elapsed = (time.perf_counter() - started) * 1000
-    with open(os.environ["BENCH_REBUILD_TIMING"], "w") as handle:
-        handle.write(repr(elapsed))
+    # Unset while the revision is recorded (its schema is replayed in memory).
+    if os.environ.get("BENCH_REBUILD_TIMING"):
+        with open(os.environ["BENCH_REBUILD_TIMING"], "w") as handle:
+            handle.write(repr(elapsed))
 
 
 def downgrade() -> None:
-    pass
+    raise NotImplementedError("bench: a rebuild is not undone")
 '''
 
 REBUILD_BODIES = {
@@ -75,11 +84,11 @@ REBUILD_BODIES = {
 
 
 def current_head(root: Path = PROJECT_ROOT) -> str:
-    text = (root / "data" / "db" / "head.py").read_text()
-    match = _HEAD_LINE.search(text)
-    if match is None:
-        raise RuntimeError("data/db/head.py has no HEAD_REVISION line")
-    return match.group(0).split('"')[1]
+    """The head recorded in the copy's ``migrations/manifest.json``."""
+    history = read_history(root / "migrations")
+    if history.problem is not None or not history.head:
+        raise RuntimeError(f"{root}: {history.problem or 'no revisions recorded'}")
+    return history.head
 
 
 def copy_project(target: Path) -> Path:
@@ -95,13 +104,20 @@ def copy_project(target: Path) -> Path:
     return target
 
 
-def set_head(root: Path, revision: str) -> None:
-    """Point the copy's fast-path constant at ``revision``."""
-    path = root / "data" / "db" / "head.py"
-    text, count = _HEAD_LINE.subn(f'HEAD_REVISION = "{revision}"', path.read_text())
-    if count != 1:
-        raise RuntimeError(f"{path}: expected one HEAD_REVISION line")
-    path.write_text(text)
+def record(root: Path) -> None:
+    """Record the copy's new revision files as a developer does (manifest and exports)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, "-m", "data.db.revisions", "--update"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"recording the revisions of {root} failed:\n{result.stderr}")
 
 
 def synthetic_revision_id(number: int) -> str:
@@ -120,7 +136,7 @@ def add_synthetic_revisions(root: Path, count: int) -> list[str]:
         chain.append(revision)
         down = revision
     if chain:
-        set_head(root, chain[-1])
+        record(root)
     return chain
 
 
@@ -130,7 +146,7 @@ def add_rebuild_revision(root: Path, how: str) -> str:
     revision = f"rebuild{how}"[:12]
     text = REBUILD_REVISION.format(how=how, revision=revision, down=down, body=REBUILD_BODIES[how])
     (root / "migrations" / "versions" / f"bench_rebuild_{revision}.py").write_text(text)
-    set_head(root, revision)
+    record(root)
     return revision
 
 

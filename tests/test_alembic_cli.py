@@ -46,9 +46,12 @@ def test_autogenerate_on_a_clean_tree_writes_no_revision(db_path: Path) -> None:
     assert "no revision written" in result.stderr
 
 
-def test_single_head_and_the_fast_path_constants_match_the_scripts() -> None:
+def test_single_head_and_the_recorded_history_match_the_scripts() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == [HEAD_REVISION], "update data/db/head.py (see README)"
+    assert script.get_heads() == [HEAD_REVISION], (
+        "migrations/manifest.json disagrees with the scripts: run "
+        "`python -m data.db.revisions --update` (see README)"
+    )
     assert script.get_base() == BASELINE_REVISION
     assert Path(migrations_location()) == PROJECT_ROOT / "migrations"
 

@@ -1,7 +1,8 @@
-"""The at-head fast path of init_db(): cheap, Alembic-free, and never trusting a stale head.
+"""The at-head fast path of init_db(): cheap, Alembic-free, and never trusting a stale record.
 
 Speed itself is measured by ``python -m bench``, never by timed tests; these tests check what
-makes the fast path fast (what it imports) and what keeps it right (the head it compares with).
+makes the fast path fast (what it imports) and what keeps it right (the head it compares with,
+read from ``migrations/manifest.json``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from bench.scratch import SYNTHETIC_REVISION, copy_project, current_head, set_head
 from bench.studio import queries, query_plan, uses_an_index
-from data.db.head import HEAD_REVISION
-from tests.conftest import PROJECT_ROOT, db_versions, run_python, subprocess_env
+from data.db.head import recorded_history
+from tests.conftest import PROJECT_ROOT, run_python, subprocess_env
+from tests.scratch import REVISION_TEMPLATE, ScratchProject
 
 LOADED = """
 import json, sys
@@ -44,10 +45,10 @@ print(json.dumps({"head": HEAD_REVISION, "action": outcome and outcome.action}))
 SCRIPT_HEADS = """
 import json
 from alembic.script import ScriptDirectory
-from data.db.head import HEAD_REVISION
+from data.db.head import HEAD_REVISION, recorded_history
 from data.db.runner import alembic_config
 heads = ScriptDirectory.from_config(alembic_config()).get_heads()
-print(json.dumps({"heads": heads, "head_py": HEAD_REVISION}))
+print(json.dumps({"heads": heads, "recorded": HEAD_REVISION, "problem": recorded_history().problem}))
 """
 
 
@@ -80,52 +81,62 @@ def test_init_db_at_head_loads_neither_alembic_nor_the_runner(db_path: Path) -> 
     assert answer["runner"] is False, "init_db() at head fell through to the runner"
 
 
-def test_head_constant_agrees_with_the_migration_scripts() -> None:
+def test_recorded_head_agrees_with_the_migration_scripts() -> None:
     answer = _answer(SCRIPT_HEADS, None)
-    assert answer["heads"] == [answer["head_py"]] == [HEAD_REVISION], (
-        "data/db/head.py disagrees with migrations/versions: update HEAD_REVISION to the "
-        "scripts' single head (see README)"
+    assert answer["problem"] is None
+    assert answer["heads"] == [answer["recorded"]] == [recorded_history().head], (
+        "migrations/manifest.json disagrees with migrations/versions: run "
+        "`python -m data.db.revisions --update` (see README)"
     )
-    assert current_head(PROJECT_ROOT) == HEAD_REVISION
 
 
 @pytest.fixture
-def stale_copy(tmp_path: Path) -> Path:
-    """A copy of the project with a new revision whose head.py was not updated."""
-    project = copy_project(tmp_path / "project")
-    text = SYNTHETIC_REVISION.format(number=1, revision="feedc0ffee01", down=HEAD_REVISION)
-    (project / "migrations" / "versions" / "feedc0ffee01_new.py").write_text(text)
+def stale_copy(tmp_path: Path, db_path: Path) -> ScratchProject:
+    """A copy at whose head ``db_path`` was made; then a revision file it never recorded."""
+    project = ScratchProject(tmp_path / "project")
+    _answer(LOADED, db_path, project.root)
+    (project.root / "migrations" / "versions" / "2099_feedc0ffee01_new.py").write_text(
+        REVISION_TEMPLATE.format(
+            doc="never recorded",
+            revision="feedc0ffee01",
+            down=project.head,
+            upgrade="    pass",
+            downgrade="    pass",
+        )
+    )
     return project
 
 
-def test_a_stale_head_constant_is_detected(stale_copy: Path) -> None:
-    answer = _answer(SCRIPT_HEADS, None, stale_copy)
+def test_a_stale_record_is_detected(stale_copy: ScratchProject) -> None:
+    answer = _answer(SCRIPT_HEADS, None, stale_copy.root)
     assert answer["heads"] == ["feedc0ffee01"]
-    assert answer["heads"] != [answer["head_py"]], "the agreement check cannot see a stale head"
+    assert answer["recorded"] == stale_copy.head
+    assert isinstance(answer["problem"], str)
+    assert "2099_feedc0ffee01_new.py not recorded" in answer["problem"]
 
 
-def test_fast_path_declines_a_database_beyond_a_stale_head(stale_copy: Path, db_path: Path) -> None:
-    _answer(LOADED, db_path, stale_copy)
-    _stamp(db_path, "feedc0ffee01")  # as the scripts' real head would leave it
-    answer = _answer(FAST_PATH, db_path, stale_copy)
-    assert answer == {"head": HEAD_REVISION, "action": None}
-
-
-def test_fast_path_declines_when_head_names_an_unknown_revision(
-    stale_copy: Path, db_path: Path
+def test_fast_path_declines_a_database_beyond_a_stale_record(
+    stale_copy: ScratchProject, db_path: Path
 ) -> None:
-    _answer(LOADED, db_path, stale_copy)
-    assert db_versions(db_path) == [HEAD_REVISION]
-    set_head(stale_copy, "0123456789ab")
-    answer = _answer(FAST_PATH, db_path, stale_copy)
-    assert answer == {"head": "0123456789ab", "action": None}
+    _stamp(db_path, "feedc0ffee01")  # as the scripts' real head would leave it
+    answer = _answer(FAST_PATH, db_path, stale_copy.root)
+    assert answer == {"head": stale_copy.head, "action": None}
+
+
+def test_fast_path_declines_a_database_at_the_head_of_a_stale_record(
+    stale_copy: ScratchProject, db_path: Path
+) -> None:
+    """At the recorded head, but the record is out of date: the slow path decides (refuses)."""
+    answer = _answer(FAST_PATH, db_path, stale_copy.root)
+    assert answer == {"head": stale_copy.head, "action": None}
 
 
 def test_fast_path_answers_current_only_at_head(db_path: Path) -> None:
+    head = recorded_history().head
     _answer(LOADED, db_path)
-    assert _answer(FAST_PATH, db_path) == {"head": HEAD_REVISION, "action": "current"}
+    assert _answer(FAST_PATH, db_path) == {"head": head, "action": "current"}
     _stamp(db_path, "0000deadbeef")
-    assert _answer(FAST_PATH, db_path) == {"head": HEAD_REVISION, "action": None}
+    assert _answer(FAST_PATH, db_path) == {"head": head, "action": None}
 
 
 @pytest.mark.parametrize("query", queries(), ids=lambda query: query.name)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from data.db.runner import ensure_current
 from data.db.session import create_session_factory
 from data.models import (
+    Base,
     Client,
     PaymentMethod,
     SessionStatus,
@@ -61,10 +62,10 @@ def zoned_pg_engine(pg_run_database: URL) -> Iterator[Engine]:
 def postgres_db(zoned_pg_engine: Engine) -> Iterator[Session]:
     """A session on the run's PostgreSQL database, emptied again after the test."""
     yield from _session(zoned_pg_engine)
+    # Every table of the models, whatever the head adds: CASCADE orders the foreign keys.
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     with zoned_pg_engine.begin() as connection:
-        connection.exec_driver_sql(
-            "TRUNCATE transactions, tattoo_sessions, clients RESTART IDENTITY"
-        )
+        connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

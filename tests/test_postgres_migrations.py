@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from data.db.head import HEAD_REVISION
+from data.db.head import BASELINE_REVISION, HEAD_REVISION, exported_schema
 from data.db.pg_schema import pg_metadata_snapshot, pg_snapshot
 from data.db.runner import ensure_current
 from data.db.schema import Snapshot, differences
@@ -61,14 +61,19 @@ def test_create_all_and_migrations_store_the_same_schema(
 
     by_create_all = schema_of(pg_url)
     by_migrations = schema_of(second_url)
-    assert set(by_create_all) == {"alembic_version", "clients", "tattoo_sessions", "transactions"}
+    assert set(by_create_all) == set(exported_schema(HEAD_REVISION)) | {"alembic_version"}
     assert differences(by_migrations, by_create_all) == []
     assert by_migrations == by_create_all
 
 
-def test_snapshot_sees_every_aspect_the_comparison_promises(pg_engine: Engine) -> None:
-    """Guard the comparison itself: each kind of drift must show up as a difference."""
-    ensure_current(pg_engine)
+def test_snapshot_sees_every_aspect_the_comparison_promises(
+    pg_url: URL, pg_engine: Engine, tmp_path: Path
+) -> None:
+    """Guard the comparison itself: each kind of drift must show up as a difference.
+
+    On the baseline's schema, which is released and never changes, whatever head adds.
+    """
+    _alembic(pg_url, tmp_path, "upgrade", BASELINE_REVISION)
     with pg_engine.connect() as connection:
         before = pg_snapshot(connection)
     transactions = before["transactions"]
@@ -131,11 +136,13 @@ def test_scratch_schema_leaves_nothing_behind(pg_engine: Engine) -> None:
         assert namespaces(connection) == before
 
 
-def _legacy_database(url: URL) -> None:
-    """What a pre-Alembic InkLinkOS left: create_all's tables, no alembic_version, one client."""
+def _legacy_database(url: URL, tmp_path: Path) -> None:
+    """What a pre-Alembic InkLinkOS left: the first schema (the baseline's, made by its
+    create_all), no alembic_version, one client."""
+    _alembic(url, tmp_path, "upgrade", BASELINE_REVISION)
     engine = create_engine(url, poolclass=NullPool)
     with engine.begin() as connection:
-        Base.metadata.create_all(connection)
+        connection.exec_driver_sql("DROP TABLE alembic_version")
         connection.exec_driver_sql(
             "INSERT INTO clients (first_name, last_name, created_at, updated_at) "
             "VALUES ('Legacy', 'Client', now(), now())"
@@ -144,7 +151,7 @@ def _legacy_database(url: URL) -> None:
 
 
 def test_init_db_adopts_a_legacy_database(pg_url: URL, tmp_path: Path) -> None:
-    _legacy_database(pg_url)
+    _legacy_database(pg_url, tmp_path)
     result = run_python(
         "from data.db.session import init_db\n"
         "outcome = init_db()\n"
@@ -162,7 +169,7 @@ def test_init_db_adopts_a_legacy_database(pg_url: URL, tmp_path: Path) -> None:
 
 
 def test_alembic_command_adopts_a_legacy_database(pg_url: URL, tmp_path: Path) -> None:
-    _legacy_database(pg_url)
+    _legacy_database(pg_url, tmp_path)
     output = _alembic(pg_url, tmp_path, "upgrade", "head")
     assert "already exists" not in output
     assert versions(pg_url) == [HEAD_REVISION]

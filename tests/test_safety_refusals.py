@@ -261,13 +261,9 @@ def test_too_little_free_disk_is_refused_before_anything_is_written(
     if mounted.returncode != 0:
         pytest.fail(f"cannot mount a small tmpfs here: {mounted.stderr}")
     try:
-        db = mount_point / "inklink.db"
-        make_studio(db, clients=1000)
-        _plain_copy(db)
-        connection = sqlite3.connect(db)
-        with connection:  # made before migrations existed: adopting it rewrites the file
-            connection.execute("DROP TABLE alembic_version")
-        connection.close()
+        # Made before migrations existed: adopting it backs it up and upgrades it to head.
+        db = legacy_database(mount_point / "inklink.db")
+        seed_baseline_rows(db, clients=1000)
         digest = sha256(db)
         size = db.stat().st_size
         assert shutil.disk_usage(mount_point).free < 4 * size + 1024 * 1024
