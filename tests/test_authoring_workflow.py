@@ -37,7 +37,9 @@ def test_models_first_then_one_command(clone: Clone, tmp_path: Path) -> None:
     scratch = tmp_path / "scratch.db"
     ok(clone.alembic("upgrade", "head", db_path=scratch))
     before = clone.manifest()
-    clone.add_client_column("    referral_code: Mapped[str | None] = mapped_column(String(40))")
+    clone.add_client_column(
+        "    scratch_referral_code: Mapped[str | None] = mapped_column(String(40))"
+    )
 
     # The models lead: the scratch database still comes to the committed head and checks out.
     fresh = tmp_path / "fresh.db"
@@ -54,14 +56,16 @@ def test_models_first_then_one_command(clone: Clone, tmp_path: Path) -> None:
 
     # Review and edit the unreleased revision: re-recorded with the plain command.
     path = clone.revision_file(new)
-    path.write_text(path.read_text().replace('"""add referral', '"""Add clients.referral_code'))
+    path.write_text(
+        path.read_text().replace('"""add referral', '"""Add clients.scratch_referral_code')
+    )
     refused = clone.alembic("upgrade", "head", db_path=scratch)
     assert refused.returncode != 0
     assert "changed since it was recorded" in refused.stdout + refused.stderr
     ok(clone.python("-m", "data.db.revisions", "--update", db_path=scratch))
 
     ok(clone.alembic("upgrade", "head", db_path=scratch))
-    assert "referral_code" in columns(scratch, "clients")
+    assert "scratch_referral_code" in columns(scratch, "clients")
     ok(clone.alembic("check", db_path=scratch))
     status = ok(clone.python("-m", "data.db", db_path=scratch))
     assert f"{new} (head)" in status.stdout
@@ -135,7 +139,7 @@ def test_a_revision_that_fails_the_lint_is_never_applied(clone: Clone, tmp_path:
         "def upgrade() -> None:\n",
         "def upgrade() -> None:\n"
         '    with op.batch_alter_table("clients") as batch_op:\n'
-        '        batch_op.add_column(sa.Column("studio_notes", sa.Text(), nullable=True))\n'
+        '        batch_op.add_column(sa.Column("scratch_studio_notes", sa.Text(), nullable=True))\n'
         '        batch_op.drop_column("notes")\n',
         1,
     ).replace(
@@ -146,7 +150,7 @@ def test_a_revision_that_fails_the_lint_is_never_applied(clone: Clone, tmp_path:
     path.write_text(text)
     recorded = clone.python("-m", "data.db.revisions", "--update", db_path=db)
     assert recorded.returncode == 1, written.stdout
-    assert "did you rename clients.notes to clients.studio_notes" in recorded.stderr
+    assert "did you rename clients.notes to clients.scratch_studio_notes" in recorded.stderr
     digest = sha256(db)
 
     cli = clone.alembic("upgrade", "head", db_path=db)
@@ -169,7 +173,7 @@ def test_a_revision_that_fails_the_lint_is_never_applied(clone: Clone, tmp_path:
     )
     ok(clone.python("-m", "data.db.revisions", "--update", db_path=db))
     ok(clone.alembic("upgrade", "head", db_path=db))
-    assert "studio_notes" in columns(db, "clients")
+    assert "scratch_studio_notes" in columns(db, "clients")
 
 
 def test_a_data_step_reads_the_table_as_it_is_at_its_revision(clone: Clone, tmp_path: Path) -> None:
@@ -188,11 +192,11 @@ def test_a_data_step_reads_the_table_as_it_is_at_its_revision(clone: Clone, tmp_
         "def upgrade() -> None:\n",
         "def upgrade() -> None:\n"
         '    with op.batch_alter_table("clients") as batch_op:\n'
-        '        batch_op.add_column(sa.Column("display_name", sa.String(length=201)))\n'
+        '        batch_op.add_column(sa.Column("scratch_display_name", sa.String(length=201)))\n'
         '    clients = live_table("clients")\n'
         "    op.execute(\n"
         "        clients.update().values(\n"
-        '            display_name=clients.c.first_name + " " + clients.c.last_name\n'
+        '            scratch_display_name=clients.c.first_name + " " + clients.c.last_name\n'
         "        )\n"
         "    )\n",
         1,
@@ -201,7 +205,7 @@ def test_a_data_step_reads_the_table_as_it_is_at_its_revision(clone: Clone, tmp_
         "def downgrade() -> None:\n",
         "def downgrade() -> None:\n"
         '    with op.batch_alter_table("clients") as batch_op:\n'
-        '        batch_op.drop_column("display_name")\n',
+        '        batch_op.drop_column("scratch_display_name")\n',
         1,
     )
     text = re.sub(
@@ -216,7 +220,7 @@ def test_a_data_step_reads_the_table_as_it_is_at_its_revision(clone: Clone, tmp_
     ok(clone.alembic("upgrade", "head", db_path=db))
     connection = sqlite3.connect(db)
     try:
-        assert connection.execute("SELECT display_name FROM clients").fetchall() == [
+        assert connection.execute("SELECT scratch_display_name FROM clients").fetchall() == [
             ("Ada Lovelace",)
         ]
     finally:
@@ -261,7 +265,8 @@ def test_an_unknown_handed_object_is_refused_and_db_path_untouched(tmp_path: Pat
 
 def test_offline_sql_names_the_revision_sqlite_cannot_render(clone: Clone, tmp_path: Path) -> None:
     db = tmp_path / "offline.db"
-    plain = ok(clone.alembic("upgrade", "head", "--sql", db_path=db))
+    baseline, head = clone.manifest()[0], clone.manifest()[-1]
+    plain = ok(clone.alembic("upgrade", baseline, "--sql", db_path=db))
     assert "CREATE TABLE" in plain.stdout
     ok(clone.alembic("revision", "-m", "widen phone", db_path=db))
     new = clone.manifest()[-1]
@@ -284,7 +289,7 @@ def test_offline_sql_names_the_revision_sqlite_cannot_render(clone: Clone, tmp_p
     )
     ok(clone.python("-m", "data.db.revisions", "--update", db_path=db))
     digest = sha256(db) if db.exists() else None
-    result = clone.alembic("upgrade", "head", "--sql", db_path=db)
+    result = clone.alembic("upgrade", f"{head}:head", "--sql", db_path=db)
     assert result.returncode != 0
     failed = [line for line in (result.stdout + result.stderr).splitlines() if "FAILED" in line]
     assert len(failed) == 1 and f"revision {new}" in failed[0], result.stdout + result.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clone import CLIENT_MODEL, NOTES_LINE, Clone, ok
+from tests.clone import CLIENT_MODEL, ID_LINE, Clone, ok
 
 AFTERCARE_MODEL = '''"""An aftercare check-in: how a tattoo is healing, some days after its session."""
 
@@ -57,7 +57,7 @@ RENAME_DOWNGRADE = """
 DATA_STEP = """
     clients = live_table("clients")
     op.execute(
-        clients.update().values(display_name=clients.c.first_name + " " + clients.c.last_name)
+        clients.update().values(full_name=clients.c.first_name + " " + clients.c.last_name)
     )
 """
 
@@ -153,8 +153,8 @@ def test_five_realistic_changes_leave_the_suite_green_unedited(tmp_path: Path) -
     week.finish("Clients: preferred_pronouns")
 
     # 5. A data step: a new column filled from old ones, through the table as it is then.
-    clone.add_client_column("    display_name: Mapped[str | None] = mapped_column(String(201))")
-    path = week.autogenerate("add clients.display_name, filled from the names")
+    clone.add_client_column("    full_name: Mapped[str | None] = mapped_column(String(201))")
+    path = week.autogenerate("add clients.full_name, filled from the names")
     text = path.read_text().replace(
         "from alembic import op",
         "from alembic import op\n\nfrom data.migration.data_steps import live_table",
@@ -163,10 +163,10 @@ def test_five_realistic_changes_leave_the_suite_green_unedited(tmp_path: Path) -
     marker = "    # ### end Alembic commands ###\n"
     assert marker in text
     path.write_text(text.replace(marker, marker + DATA_STEP.lstrip("\n"), 1))
-    week.finish("Clients: display names")
+    week.finish("Clients: full names")
 
     assert len(clone.manifest()) == start + 5
-    assert NOTES_LINE in (clone.root / CLIENT_MODEL).read_text()
+    assert ID_LINE in (clone.root / CLIENT_MODEL).read_text()
     assert tree_digest(clone.root / "tests") == tests_before, "the workflow edited a test"
 
     # The copy's own suite, unedited, on its new history (this slow proof itself excluded).
