@@ -25,12 +25,12 @@ from alembic.script import write_hooks
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
 
-from data.db import er_diagram
+from data.authoring import er_diagram
+from data.authoring.revisions import quick_problems, record_written
 from data.db.errors import DataLayerError, MigrationFailedError, SchemaVerificationError
-from data.db.revision_lint import lint_files
-from data.db.revisions import quick_problems, record_written
-from data.db.runner import LOCK_TIMEOUT_SECONDS, command_line_migration
 from data.db.session import DB_PATH, engine
+from data.migration.revision_lint import lint_files
+from data.migration.runner import LOCK_TIMEOUT_SECONDS, command_line_migration
 from data.models import Base
 from data.models.base import StrEnumType, UTCDateTime
 

@@ -3,7 +3,7 @@
 
 Alembic loads ``env.py`` and the revisions by path at run time, so PyInstaller's analysis
 never sees them: their sources go in as data files at ``data/migrations`` (where
-``data.db.runner.migrations_location()`` looks), and the modules they import, which
+``data.db.head.migrations_dir()`` looks), and the modules they import, which
 nothing else may import, become hidden imports.
 """
 

@@ -7,9 +7,7 @@ from sqlalchemy.exc import DBAPIError
 
 from data.db.head import recorded_history
 from data.db.outcome import UpgradeOutcome
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_WAL_FORMAT = 2
+from data.migration.raw_sqlite import is_wal_header, read_header
 
 
 def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
@@ -25,11 +23,10 @@ def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
         # WAL, which rewrites header bytes, and a file that may yet be refused must stay
         # byte-for-byte unchanged. Anything else goes to the runner, which classifies first.
         try:
-            with open(db_path, "rb") as handle:
-                header = handle.read(20)
+            header = read_header(db_path, 20)
         except OSError:
             return None
-        if len(header) < 20 or header[:16] != _SQLITE_MAGIC or header[18] != _WAL_FORMAT:
+        if not is_wal_header(header):
             return None
         display = db_path
     else:

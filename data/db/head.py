@@ -2,7 +2,7 @@
 
 The manifest is the one record of the history: every revision file, oldest first, with its
 checksum, written by the authoring command (``alembic revision`` records what it writes;
-``python -m data.db.revisions --update`` records a file that arrived another way). Beside it,
+``python -m data.authoring.revisions --update`` records a file that arrived another way). Beside it,
 ``migrations/schemas/<revision>.json`` is the schema each revision promises (Android Room's
 exported schemas): what a migrated database is verified against.
 
@@ -22,7 +22,7 @@ import data
 
 MANIFEST_NAME = "manifest.json"
 SCHEMAS_FOLDER = "schemas"
-RECORD_COMMAND = "python -m data.db.revisions --update"
+RECORD_COMMAND = "python -m data.authoring.revisions --update"
 
 
 def migrations_dir() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -61,3 +62,21 @@ class UpgradeOutcome:
         if self.note:
             text += f" ({self.note})"
         return text
+
+
+class RevisionProgress:
+    """One revision applied, for a splash screen: ``number`` of ``total``."""
+
+    __slots__ = ("description", "number", "revision", "total")
+
+    def __init__(self, revision: str, description: str, number: int, total: int) -> None:
+        self.revision = revision
+        self.description = description
+        self.number = number
+        self.total = total
+
+    def __repr__(self) -> str:
+        return f"RevisionProgress({self.number}/{self.total} {self.revision}: {self.description})"
+
+
+ProgressCallback = Callable[[RevisionProgress], None]

@@ -1,243 +1,26 @@
-"""The runner's PostgreSQL side (multi-seat studios): one transaction, one advisory lock.
-
-Several front-desk machines and a deploy script may start at once against one server. Each
-takes the same advisory lock before it looks at the database, re-reads the state under it,
-and does its work in one transaction (PostgreSQL's DDL is transactional), so the database
-is created or upgraded exactly once. Backups of a server are the operator's job.
-"""
+"""Deprecated import path: this moved to ``data.migration.backends.postgresql``."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Connection, Engine
 
-from data.db import runner
-from data.db.errors import (
-    ADVICE_UPDATE_APP,
-    DatabaseBusyError,
-    DatabaseNewerThanAppError,
-    DatabaseUnreachableError,
-    DataLayerError,
-    MigrationFailedError,
+from data.migration.backends.postgresql import (  # noqa: F401
+    ADVISORY_LOCK_KEY,
+    NO_BACKUP_NOTE,
+    SERVER_UNCHANGED,
+    display_url,
+    promised_snapshot,
+    read_state,
 )
-from data.db.head import recorded_history
-from data.db.outcome import UpgradeOutcome
-from data.db.pg_schema import pg_snapshot, pg_tables, scratch_schema
-from data.db.runner import LOCK_TIMEOUT_SECONDS
-from data.db.schema import Snapshot
-from data.db.sqlite_file import VERSION_TABLE, FileState
+from data.migration.file_lock import LOCK_TIMEOUT_SECONDS
+from data.migration.runner import command_line_migration
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
-
-    from data.db.runner import ProgressCallback
-
-log = logging.getLogger(__name__)
-
-# One key for every InkLinkOS migration on a database: the runner's transaction-level lock
-# and the command line's session-level lock on it exclude each other. (Advisory locks are
-# per database. A pooler in transaction mode breaks the session-level one: point the deploy
-# script's DATABASE_URL at the server itself.) The first 8 bytes of sha256("InkLinkOS
-# migrations") as a signed int64: unlikely to collide with another program's key.
-ADVISORY_LOCK_KEY = 66772767440182426
-_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired
-
-NO_BACKUP_NOTE = "no backup made: backups of a server database are the operator's job"
-SERVER_UNCHANGED = "The database was not changed."
-
-
-def display_url(url: URL) -> str:
-    """The URL as SQLAlchemy shows it by default: the password masked."""
-    return url.render_as_string(hide_password=True)
-
-
-def _scrub(text: str, url: URL) -> str:
-    """Belt and braces: a driver message never carries the password, but make sure."""
-    password = url.password
-    return text.replace(str(password), "***") if password else text
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return lines[0] if lines else type(orig).__name__
-
-
-def _is_lock_timeout(exc: BaseException) -> bool:
-    return getattr(getattr(exc, "orig", None), "sqlstate", None) == _LOCK_NOT_AVAILABLE
-
-
-def _busy(display: str, timeout: float) -> DatabaseBusyError:
-    return DatabaseBusyError(
-        display,
-        f"another InkLinkOS seat or a deploy has held its migration lock for more than "
-        f"{timeout:.0f} seconds",
-        "Wait for the other machine's start or the deploy to finish, then start again. "
-        + SERVER_UNCHANGED,
-    )
-
-
-@contextlib.contextmanager
-def _connection(url: URL, display: str) -> Iterator[Connection]:
-    """A connection of its own (NullPool: closing it ends the server session and its locks)."""
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        try:
-            connection = engine.connect()
-        except DBAPIError as exc:
-            raise DatabaseUnreachableError(
-                display,
-                f"the server cannot be reached ({_scrub(_first_line(exc), url)})",
-                "Check that the PostgreSQL server is running and that DATABASE_URL names it, "
-                "its database, user and password.",
-            ) from exc
-        with connection:
-            yield connection
-    finally:
-        engine.dispose()
-
-
-@contextlib.contextmanager
-def _failures_explained(
-    url: URL, display: str, timeout: float, *, command_line: bool = False, read_only: bool = False
-) -> Iterator[None]:
-    """Turn what goes wrong inside the migration transaction into errors for people.
-
-    On the command line, Alembic's own errors pass through: Alembic already says what to do.
-    So does every error of a command that only reads: it is the caller's own.
-    """
-    try:
-        yield
-    except DataLayerError:
-        raise
-    except Exception as exc:
-        if _is_lock_timeout(exc):
-            raise _busy(display, timeout) from exc
-        if read_only or (command_line and type(exc).__module__.startswith("alembic.")):
-            raise
-        raise MigrationFailedError(
-            display,
-            f"the upgrade failed: {_scrub(_first_line(exc), url)}",
-            "Nothing was changed: every step was rolled back. Report this message to support.",
-        ) from exc
-
-
-def _set_lock_timeout(connection: Connection, timeout: float) -> None:
-    # For this transaction only: the wait for the advisory lock, and for table locks that
-    # the migration's DDL needs while other seats are working.
-    connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(timeout * 1000)}ms'")
-
-
-def read_state(connection: Connection) -> FileState:
-    """Tables and recorded revisions of the current schema, read in the open transaction."""
-    tables = pg_tables(connection)
-    versions: tuple[str, ...] = ()
-    if VERSION_TABLE in tables:
-        versions = tuple(
-            str(row[0])
-            for row in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
-        )
-    return FileState(exists=True, size=0, tables=tables, versions=versions)
-
-
-def promised_snapshot(connection: Connection, script: ScriptDirectory, revision: str) -> Snapshot:
-    """The schema the chain up to ``revision`` creates on this server, built and rolled back.
-
-    A server's promised schema (what a migrated database is verified against) is the chain
-    replayed in a scratch schema, rendered by the same server. The revisions run through a
-    bare MigrationContext, not through ``command.upgrade``: this also runs inside ``env.py``,
-    where a nested Alembic command would tear down the outer command's context.
-    """
-    from alembic.operations import Operations
-    from alembic.runtime.migration import MigrationContext
-
-    chain = reversed(list(script.iterate_revisions(revision, "base")))
-    with scratch_schema(connection):
-        # Unqualified DDL lands in the scratch schema, first on the search path.
-        context = MigrationContext.configure(connection)
-        with Operations.context(context):
-            for step in chain:
-                step.module.upgrade()
-        return pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
-
-
-def check_legacy(connection: Connection, display: str, script: ScriptDirectory) -> None:
-    """Refuse tables made before migrations unless they are exactly the baseline schema."""
-    found = pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
-    expected = promised_snapshot(connection, script, recorded_history().baseline)
-    runner.refuse_legacy_mismatch(display, found, expected, SERVER_UNCHANGED)
-
-
-def _classify(display: str, state: FileState, script: ScriptDirectory) -> str:
-    try:
-        return runner.plan_for(display, state, runner.known_revision_check(script))
-    except DatabaseNewerThanAppError as exc:
-        # The same verdict as on SQLite, in words that fit a server.
-        raise DatabaseNewerThanAppError(
-            display, exc.found, ADVICE_UPDATE_APP + " " + SERVER_UNCHANGED
-        ) from None
-
-
-def ensure_current_server(
-    engine: Engine,
-    progress: ProgressCallback | None,
-    *,
-    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
-) -> UpgradeOutcome:
-    """Create or upgrade the server database behind ``engine``, once, whoever starts first."""
-    url = engine.url
-    display = display_url(url)
-    head = runner.require_recorded(display).head
-    with (
-        _connection(url, display) as connection,
-        _failures_explained(url, display, lock_timeout),
-        connection.begin(),
-    ):
-        _set_lock_timeout(connection, lock_timeout)
-        # Held until this transaction ends; every seat and the deploy queue here.
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
-        # Re-read under the lock: another seat may have done the work meanwhile.
-        state = read_state(connection)
-        if not state.user_tables and not state.versions:
-            runner.create_schema(connection)
-            runner.verify(connection, display, expect=head, exact=True)
-            log.info("created %s at revision %s", display, head)
-            return UpgradeOutcome("created", display, head)
-        script = runner.script_directory()
-        plan = _classify(display, state, script)
-        if plan == "current":
-            return UpgradeOutcome("current", display, head, head)
-        from_revision = state.versions[0] if state.versions else None
-        baseline = recorded_history().baseline
-        if plan == "adopt":
-            check_legacy(connection, display, script)
-            runner.stamp_revision(connection, baseline)
-        runner.refuse_unlinted(display, script, from_revision or baseline)
-        log.info("%s: %s", display, NO_BACKUP_NOTE)
-        from alembic import command
-
-        config = runner.alembic_config(connection)
-        config.attributes["on_version_apply"] = runner.progress_hook(
-            script, from_revision if plan != "adopt" else baseline, progress
-        )
-        command.upgrade(config, "head")
-        runner.verify(connection, display, expect=head)
-    outcome = UpgradeOutcome(
-        "adopted" if plan == "adopt" else "upgraded",
-        display,
-        head,
-        from_revision,
-        note=NO_BACKUP_NOTE,
-    )
-    log.info("%s", outcome.describe())
-    return outcome
 
 
 @contextlib.contextmanager
@@ -248,46 +31,8 @@ def server_command_line_migration(
     writes: bool = True,
     lock_timeout: float = LOCK_TIMEOUT_SECONDS,
 ) -> Iterator[Connection]:
-    """The connection ``env.py`` runs the ``alembic`` command in, under init_db()'s policy.
-
-    A session-level advisory lock on the runner's key (the command line's transaction is
-    Alembic's to run), the same refusals, one transaction, and verification before commit.
-    """
-    url = engine.url
-    display = display_url(url)
-    runner.require_recorded(display)
-    with _connection(url, display) as connection:
-        with (
-            _failures_explained(url, display, lock_timeout, command_line=True),
-            connection.begin(),
-        ):
-            _set_lock_timeout(connection, lock_timeout)
-            connection.exec_driver_sql(f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})")
-        # The lock outlives that transaction; it ends with the session (the connection is
-        # not pooled) or with the unlock below.
-        try:
-            with (
-                _failures_explained(
-                    url, display, lock_timeout, command_line=True, read_only=not writes
-                ),
-                connection.begin(),
-            ):
-                _set_lock_timeout(connection, lock_timeout)
-                state = read_state(connection)
-                plan = _classify(display, state, script)
-                if plan == "adopt":
-                    check_legacy(connection, display, script)
-                    if writes:
-                        runner.stamp_revision(connection, recorded_history().baseline)
-                yield connection
-                # Commands that only read (check, autogenerate) compare models that are ahead
-                # of the database on purpose: nothing to verify there.
-                if writes and VERSION_TABLE in pg_tables(connection):
-                    versions = read_state(connection).versions
-                    runner.verify(connection, display, expect=versions[0] if versions else None)
-                    if versions != state.versions:
-                        log.info("%s: %s", display, NO_BACKUP_NOTE)
-        finally:
-            with contextlib.suppress(DBAPIError):
-                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})")
-                connection.commit()
+    """Deprecated: ``data.migration.runner.command_line_migration`` serves every database."""
+    with command_line_migration(
+        engine, script, "head" if writes else False, lock_timeout=lock_timeout
+    ) as connection:
+        yield connection

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from data.db.policy import apply_app_policy
 
 if TYPE_CHECKING:
-    from data.db.outcome import UpgradeOutcome
-    from data.db.runner import ProgressCallback
+    from data.db.outcome import ProgressCallback, UpgradeOutcome
 
 APP_NAME = "InkLinkOS"
 DB_FILENAME = "inklink.db"
@@ -122,7 +121,7 @@ def init_db(progress: ProgressCallback | None = None) -> UpgradeOutcome:
 
     Cheap when the database is already current (Alembic is not even imported). Otherwise
     the runner takes a lock, backs up, upgrades in one transaction and verifies; see
-    ``data.db.runner``. Raises a ``data.db.errors.DataLayerError`` whose message names the
+    ``data.migration.runner``. Raises a ``data.db.errors.DataLayerError`` whose message names the
     database and says what to do.
     """
     from data.db.fast_path import current_outcome
@@ -130,7 +129,8 @@ def init_db(progress: ProgressCallback | None = None) -> UpgradeOutcome:
     outcome = current_outcome(engine, DB_PATH)
     if outcome is not None:
         return outcome
-    from data.db.runner import ensure_current
+    # Imported only here: the migration engine (and Alembic) stay off the at-head path.
+    from data.migration.runner import ensure_current
 
     return ensure_current(engine, progress)
 

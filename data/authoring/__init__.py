@@ -1,0 +1,1 @@
+"""Tools for the app's developers: recording revisions, the schema diagram. Never run by the app."""

@@ -1,0 +1,219 @@
+"""The runner's SQLite side (one studio, one file): a file lock, classification, backups.
+
+The file is classified through a plain connection that sets nothing, so a refused file stays
+byte-for-byte unchanged; the migration runs on its own engine under the migration policy
+(foreign keys off, ``BEGIN IMMEDIATE``), in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
+
+from data.db.errors import (
+    ADVICE_RETRY,
+    UNCHANGED,
+    DatabaseBusyError,
+    DataLayerError,
+    MigrationFailedError,
+    NotEnoughDiskSpaceError,
+    RevisionRecordError,
+)
+from data.db.head import RECORD_COMMAND, exported_schema, recorded_history
+from data.db.policy import create_migration_engine
+from data.migration import backends, raw_sqlite
+from data.migration.backup import backup_database
+from data.migration.file_lock import migration_lock
+from data.migration.legacy import refuse_legacy_mismatch
+from data.migration.schema import Snapshot, sqlite_query, sqlite_snapshot
+from data.migration.sqlite_file import check_location, inspect_sqlite_file
+from data.migration.state import VERSION_TABLE, FileState
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
+
+log = logging.getLogger("data.migration.runner")
+
+# A table rebuild needs two to three times the database's size; the backup needs one more.
+DISK_SPACE_FACTOR = 4
+DISK_SPACE_MARGIN = 1024 * 1024
+
+
+def sqlite_path(url: URL) -> Path:
+    if not url.database or url.database == ":memory:":
+        raise ValueError(f"the runner needs a SQLite file, not {url.render_as_string()}")
+    return Path(url.database)
+
+
+def promised_schema(display: str, revision: str) -> Snapshot:
+    """The SQLite schema ``revision`` promises: its exported ``schemas/<revision>.json``."""
+    promised: Snapshot | None = exported_schema(revision)
+    if promised is None:
+        raise RevisionRecordError(
+            display,
+            f"this copy of InkLinkOS has no exported schema for revision {revision}",
+            f"Nothing was changed. Developers: run `{RECORD_COMMAND}` and commit "
+            "migrations/schemas/.",
+        )
+    return promised
+
+
+def _migration_failed(display: str, from_revision: str | None, exc: Exception) -> DataLayerError:
+    return MigrationFailedError(
+        display,
+        f"the upgrade from revision {from_revision or 'none'} failed: {exc}",
+        "Nothing was changed: every step was rolled back. Report this message to support; "
+        "the app can use this database again after an update that fixes the upgrade.",
+    )
+
+
+@contextlib.contextmanager
+def migration_transaction(
+    url: URL,
+    display: str,
+    from_revision: str | None,
+    *,
+    command_line: bool = False,
+    read_only: bool = False,
+) -> Iterator[Connection]:
+    """One connection, one ``BEGIN IMMEDIATE`` transaction: all of it commits, or none of it.
+
+    On the command line, Alembic's own errors (``alembic check`` finding differences, an
+    unknown revision argument) pass through: Alembic already says what to do. So does every
+    error of a command that only reads (autogenerate, ``check``): it is the caller's own.
+    """
+    engine = create_migration_engine(url)
+    try:
+        with engine.connect() as connection:
+            try:
+                with connection.begin():
+                    yield connection
+            except DataLayerError:
+                raise
+            except OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise _migration_failed(display, from_revision, exc) from exc
+                raise DatabaseBusyError(
+                    display,
+                    "another program kept it locked for longer than the wait allowed",
+                    ADVICE_RETRY + " Nothing was changed.",
+                ) from exc
+            except Exception as exc:
+                if read_only or (command_line and type(exc).__module__.startswith("alembic.")):
+                    raise
+                raise _migration_failed(display, from_revision, exc) from exc
+    finally:
+        engine.dispose()
+
+
+def use_wal(db_path: Path) -> None:
+    """Leave a file this runner wrote in the app's journal mode, so the next start is fast.
+
+    The at-head fast path only opens files already in WAL mode (see fast_path.py); without
+    this, the first start after ``create`` or ``alembic upgrade head`` would load Alembic.
+    """
+    try:
+        connection = raw_sqlite.connect(db_path, timeout=2)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+        finally:
+            connection.close()
+    except raw_sqlite.DRIVER_ERRORS as exc:
+        # The work is committed: never fail for this. The app's engine switches the file
+        # to WAL on its first connection anyway; only the next start's fast path is lost.
+        log.warning("could not switch %s to WAL mode yet: %s", db_path, exc)
+
+
+def check_disk_space(display: str, db_path: Path, size: int) -> None:
+    needed = size * DISK_SPACE_FACTOR + DISK_SPACE_MARGIN
+    free = shutil.disk_usage(db_path.parent).free
+    if free < needed:
+        raise NotEnoughDiskSpaceError(
+            display,
+            f"the upgrade needs about {needed // 1024} KiB free for a backup and table rebuilds, "
+            f"and only {free // 1024} KiB are free",
+            "Free some disk space, then start again. " + UNCHANGED,
+        )
+
+
+class FileSession(backends.Session):
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.path = backend.path
+
+    def read_state(self) -> FileState:
+        return inspect_sqlite_file(self.path)
+
+    def check_legacy(self, script: ScriptDirectory) -> None:
+        connection = raw_sqlite.connect(self.path)
+        try:
+            found = sqlite_snapshot(
+                lambda sql: connection.execute(sql).fetchall(), exclude=frozenset({VERSION_TABLE})
+            )
+        finally:
+            connection.close()
+        display = self.backend.display
+        expected = promised_schema(display, recorded_history().baseline)
+        refuse_legacy_mismatch(display, found, expected, UNCHANGED)
+
+    def prepare_to_write(self, state: FileState, label: str) -> tuple[Path | None, str]:
+        if not state.user_tables:
+            return None, ""
+        check_disk_space(self.backend.display, self.path, state.size)
+        return backup_database(self.path, label=label, keep=self.backend.keep_backups), ""
+
+    def transaction(
+        self, from_revision: str | None, *, command_line: bool = False, read_only: bool = False
+    ) -> contextlib.AbstractContextManager[Connection]:
+        return migration_transaction(
+            self.backend.engine.url,
+            self.backend.display,
+            from_revision,
+            command_line=command_line,
+            read_only=read_only,
+        )
+
+    def after_commit(self) -> None:
+        use_wal(self.path)
+
+
+class Backend(backends.Backend):
+    """A SQLite file: the lock beside it, a backup in ``backups/`` before every upgrade."""
+
+    unchanged = UNCHANGED
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.path = sqlite_path(engine.url)
+
+    @property
+    def display(self) -> str:
+        return str(self.path)
+
+    def check_location(self) -> None:
+        check_location(self.path)
+
+    @contextlib.contextmanager
+    def session(
+        self, timeout: float, *, command_line: bool = False, writes: bool = True
+    ) -> Iterator[backends.Session]:
+        with migration_lock(self.path, timeout):
+            yield FileSession(self)
+
+    def foreign_key_violations(self, connection: Connection) -> list[tuple[Any, ...]]:
+        # Foreign keys are off while migrating: this is where they are checked.
+        return [tuple(row) for row in connection.exec_driver_sql("PRAGMA foreign_key_check")]
+
+    def promised_schema(self, connection: Connection, revision: str) -> Snapshot:
+        return promised_schema(self.display, revision)
+
+    def live_schema(self, connection: Connection) -> Snapshot:
+        return sqlite_snapshot(sqlite_query(connection), exclude=frozenset({VERSION_TABLE}))

@@ -1,0 +1,46 @@
+"""The inter-process lock beside a SQLite file: two app windows, or the app and a deploy."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from data.db.errors import (
+    ADVICE_RETRY,
+    UNCHANGED,
+    DatabaseBusyError,
+    DatabaseNotWritableError,
+)
+
+# How long a second window (or a deploy) waits for a running upgrade before giving up.
+LOCK_TIMEOUT_SECONDS = float(os.environ.get("INKLINK_LOCK_TIMEOUT", "120"))
+
+
+@contextlib.contextmanager
+def migration_lock(db_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """Held by every migration, backup restore and create of ``db_path``."""
+    lock_path = str(db_path) + ".lock"
+    lock = FileLock(lock_path, timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise DatabaseBusyError(
+            str(db_path),
+            f"another process has been upgrading it for more than {timeout:.0f} seconds",
+            "Wait for the other InkLinkOS window or update to finish. " + ADVICE_RETRY,
+        ) from exc
+    except OSError as exc:  # e.g. a lock file left by a deploy that ran as another user
+        raise DatabaseNotWritableError(
+            str(db_path),
+            f"its lock file {lock_path} cannot be opened ({exc})",
+            "Give this user write access to that file, or delete it while no InkLinkOS "
+            "program or deploy is running. " + UNCHANGED,
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,327 @@
+"""The one migration runner behind init_db() and the ``alembic`` command, on every database.
+
+The policy, once, for anything that writes: take the lock, re-read the state under it,
+refuse what must not be touched, prepare (free space and a backup for a file), migrate in
+one transaction, verify against the schema the revision promises, commit. What differs
+between a SQLite file and a PostgreSQL server is asked of a backend (``backends/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Column, Connection, Engine, MetaData, PrimaryKeyConstraint, String, Table
+
+from data.db.errors import (
+    ADVICE_UPDATE_APP,
+    DatabaseNewerThanAppError,
+    RevisionLintError,
+    RevisionRecordError,
+    SchemaVerificationError,
+)
+from data.db.head import RecordedHistory, recorded_history
+from data.db.outcome import ProgressCallback, RevisionProgress, UpgradeOutcome
+from data.migration.backends import Backend, backend_for
+from data.migration.backup import KEEP_BACKUPS
+from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
+from data.migration.legacy import refuse_legacy_mismatch
+from data.migration.schema import differences, extras
+from data.migration.scripts import (
+    alembic_config,
+    known_revision_check,
+    migrations_location,
+    script_directory,
+)
+from data.migration.state import VERSION_TABLE, FileState
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
+
+__all__ = [
+    "LOCK_TIMEOUT_SECONDS",
+    "ProgressCallback",
+    "RevisionProgress",
+    "alembic_config",
+    "command_line_migration",
+    "create_schema",
+    "ensure_current",
+    "known_revision_check",
+    "migration_lock",
+    "migrations_location",
+    "plan_for",
+    "refuse_legacy_mismatch",
+    "require_recorded",
+    "script_directory",
+    "stamp_revision",
+    "verify",
+]
+
+log = logging.getLogger(__name__)
+
+ROLLED_BACK = "The upgrade was rolled back: nothing was changed. Report this message to support."
+
+PlanKind = Literal["create", "current", "upgrade", "adopt"]
+
+
+def require_recorded(display: str) -> RecordedHistory:
+    """This code's recorded history, or a refusal when it disagrees with the revision files.
+
+    Checked before anything is opened: with a stale record, "current" could be said of a
+    database that is ahead, and a revision the record lacks would never be applied.
+    """
+    history = recorded_history()
+    if history.problem is not None or not history.revisions:
+        raise RevisionRecordError(
+            display,
+            f"this copy of InkLinkOS cannot tell its own head: {history.problem or 'no revisions'}",
+            "Nothing was opened or changed. This is a build mistake: report it to the app's "
+            "developers.",
+        )
+    return history
+
+
+# --- classification --------------------------------------------------------------------------
+
+
+def plan_for(
+    display: str,
+    state: FileState,
+    known: Callable[[str], bool],
+    unchanged: str = "The file was not changed.",
+) -> PlanKind:
+    head = recorded_history().head
+    if not state.user_tables and not state.versions:
+        return "create"
+    if not state.versions:  # tables, but no version recorded: made before migrations
+        return "adopt"
+    if len(state.versions) != 1:
+        raise DatabaseNewerThanAppError(
+            display,
+            f"it records several revisions at once ({', '.join(state.versions)})",
+            ADVICE_UPDATE_APP + " " + unchanged,
+        )
+    (version,) = state.versions
+    if version == head:
+        return "current"
+    if not known(version):
+        raise DatabaseNewerThanAppError(
+            display,
+            f"it is at revision {version}, which this version of InkLinkOS does not know: "
+            "the app is older than the database",
+            ADVICE_UPDATE_APP + " " + unchanged,
+        )
+    return "upgrade"
+
+
+def refuse_unlinted(display: str, script: ScriptDirectory, from_revision: str | None) -> None:
+    """Refuse before anything runs when a revision still to be applied fails the lint."""
+    from data.migration.revision_lint import lint_files
+
+    pending = [Path(s.path) for s in script.iterate_revisions("heads", from_revision)]
+    findings = lint_files(pending) if pending else []
+    if findings:
+        raise RevisionLintError(
+            display,
+            "a revision to be applied fails the migration lint:\n  - "
+            + "\n  - ".join(str(finding) for finding in findings)
+            + "\n",
+            "Nothing was changed. Developers: fix the revision, or acknowledge a deliberate "
+            "drop in its `acknowledged_drops` (README, 'Writing a migration').",
+        )
+
+
+# --- the migration transaction ---------------------------------------------------------------
+
+_version_table = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+
+
+def stamp_revision(connection: Connection, revision: str) -> None:
+    """Record ``revision`` as Alembic would, without loading the scripts."""
+    _version_table.create(connection, checkfirst=True)
+    connection.execute(_version_table.delete())
+    connection.execute(_version_table.insert().values(version_num=revision))
+
+
+def create_schema(connection: Connection) -> None:
+    """A new database: every table from the models and the head stamp, in one transaction."""
+    from data.models import Base
+
+    Base.metadata.create_all(connection)
+    stamp_revision(connection, recorded_history().head)
+
+
+def progress_hook(
+    script: ScriptDirectory, from_revision: str | None, progress: ProgressCallback | None
+) -> list[Callable[..., None]]:
+    pending = list(script.iterate_revisions("heads", from_revision))
+    total = len(pending)
+    applied = [0]
+
+    def on_version_apply(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        applied[0] += 1
+        revision = str(step.up_revision_id)
+        description = str(step.up_revision.doc or "")
+        log.info("applied revision %s (%d of %d): %s", revision, applied[0], total, description)
+        if progress is not None:
+            progress(RevisionProgress(revision, description, applied[0], total))
+
+    return [on_version_apply]
+
+
+def verify(
+    backend: Backend, connection: Connection, *, expect: str | None, exact: bool = False
+) -> None:
+    """Before commit: the version is ``expect``, foreign keys hold, and the schema is the
+    one that revision promises (its exported schema; on a server, the chain replayed).
+
+    Only what the promise declares must be there, unchanged; extra tables or columns are
+    tolerated and logged. With ``exact`` (a database just made from the models) anything
+    extra means the models lead the migrations.
+    """
+    display = backend.display
+    versions = [
+        row[0] for row in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
+    ]
+    if versions != ([expect] if expect else []):
+        raise SchemaVerificationError(
+            display,
+            f"after the upgrade it is at {versions or 'no revision'}, not at {expect}",
+            ROLLED_BACK,
+        )
+    broken = backend.foreign_key_violations(connection)
+    if broken:
+        sample = "; ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in broken[:5])
+        raise SchemaVerificationError(
+            display,
+            f"the upgrade would leave {len(broken)} rows pointing at missing rows ({sample})",
+            ROLLED_BACK,
+        )
+    if expect is None:
+        return
+    expected = backend.promised_schema(connection, expect)
+    found = backend.live_schema(connection)
+    problems = differences(found, expected, allow_extra=not exact)
+    if problems and exact:
+        raise SchemaVerificationError(
+            display,
+            f"the models do not make the schema revision {expect} promises (the models and "
+            "the migrations disagree):\n  - " + "\n  - ".join(problems) + "\n",
+            "Nothing was created. Developers: write the revision for the model change "
+            "(`alembic revision --autogenerate -m ...`, README 'Writing a migration').",
+        )
+    if problems:
+        raise SchemaVerificationError(
+            display,
+            f"after the upgrade the schema is not the one revision {expect} promises:\n  - "
+            + "\n  - ".join(problems),
+            ROLLED_BACK,
+        )
+    for extra in extras(found, expected):
+        log.info("%s has %s, which revision %s does not declare (kept)", display, extra, expect)
+
+
+# --- the two entry points --------------------------------------------------------------------
+
+
+def ensure_current(
+    engine: Engine,
+    progress: ProgressCallback | None = None,
+    *,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    keep_backups: int = KEEP_BACKUPS,
+) -> UpgradeOutcome:
+    """Create or upgrade the database behind ``engine``; the slow path of init_db()."""
+    backend = backend_for(engine)
+    backend.keep_backups = keep_backups
+    display = backend.display
+    head = require_recorded(display).head
+    backend.check_location()
+    with backend.session(lock_timeout) as session:
+        # Re-read under the lock: another process may have done the work meanwhile.
+        state = session.read_state()
+        if not state.user_tables and not state.versions:
+            with session.transaction(None) as connection:
+                create_schema(connection)
+                verify(backend, connection, expect=head, exact=True)
+            session.after_commit()
+            log.info("created %s at revision %s", display, head)
+            return UpgradeOutcome("created", display, head)
+        script = script_directory()
+        plan = plan_for(display, state, known_revision_check(script), backend.unchanged)
+        if plan == "current":
+            return UpgradeOutcome("current", display, head, head)
+        if plan == "adopt":
+            session.check_legacy(script)
+        from_revision = state.versions[0] if state.versions else None
+        start = from_revision or recorded_history().baseline
+        refuse_unlinted(display, script, start)
+        backup, note = session.prepare_to_write(state, from_revision or "legacy")
+        from alembic import command  # only now: Alembic stays off the at-head path
+
+        with session.transaction(from_revision) as connection:
+            if plan == "adopt":
+                stamp_revision(connection, start)
+            config = alembic_config(connection)
+            config.attributes["on_version_apply"] = progress_hook(script, start, progress)
+            command.upgrade(config, "head")
+            verify(backend, connection, expect=head)
+        session.after_commit()
+    outcome = UpgradeOutcome(
+        "adopted" if plan == "adopt" else "upgraded", display, head, from_revision, backup, note
+    )
+    log.info("%s", outcome.describe())
+    return outcome
+
+
+@contextlib.contextmanager
+def command_line_migration(
+    engine: Engine,
+    script: ScriptDirectory,
+    destination: str | Literal[False] | None,
+    *,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+) -> Iterator[Connection]:
+    """The connection ``env.py`` runs the ``alembic`` command in, under init_db()'s policy.
+
+    ``destination`` is the revision an upgrade or downgrade goes to (``None`` for base), or
+    ``False`` for commands that only read (``current``, ``check``, autogenerate).
+    """
+    backend = backend_for(engine)
+    display = backend.display
+    require_recorded(display)
+    backend.check_location()
+    read_only = destination is False
+    with backend.session(lock_timeout, command_line=True, writes=not read_only) as session:
+        state = session.read_state()
+        plan = plan_for(display, state, known_revision_check(script), backend.unchanged)
+        from_revision = state.versions[0] if state.versions else None
+        if plan == "adopt":
+            session.check_legacy(script)
+        if not read_only and (plan == "adopt" or destination != from_revision):
+            session.prepare_to_write(state, from_revision or "legacy")
+        with session.transaction(
+            from_revision, command_line=True, read_only=read_only
+        ) as connection:
+            if plan == "adopt" and not read_only:
+                stamp_revision(connection, recorded_history().baseline)
+            yield connection
+            # Commands that only read (check, autogenerate) write nothing: nothing to verify.
+            # What was written is verified against the schema its revision promises, never
+            # against the models, which lead the migrations while a revision is written.
+            if not read_only and connection.dialect.has_table(connection, VERSION_TABLE):
+                versions = [
+                    r[0]
+                    for r in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
+                ]
+                verify(backend, connection, expect=versions[0] if versions else None)
+        if not read_only:
+            session.after_commit()
