@@ -41,7 +41,7 @@ bench: $(STAMP)
 
 ## After editing a revision that is not released yet: record it again (alembic revision records new ones).
 revisions: $(STAMP)
-	$(BIN)/python -m data.db.revisions --update
+	$(BIN)/python -m data.authoring.revisions --update
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
