@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from data.db.errors import BackupError
+from data.db.errors import BackupError, DataLayerError
 from data.migration import raw_sqlite
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
 from data.migration.sqlite_file import check_location, inspect_sqlite_file
@@ -68,9 +68,21 @@ def _copy(source: Path, target: Path) -> None:
         finally:
             os.close(descriptor)
         os.replace(partial, target)
+        _sync_folder(target.parent)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries, so a rename survives a power cut (a no-op on Windows)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def backup_database(db_path: Path, *, label: str, keep: int = KEEP_BACKUPS) -> Path:
@@ -108,7 +120,16 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
     as a migration.
     """
     display = str(db_path)
-    state = inspect_sqlite_file(backup)  # refuses a file that is not a sound SQLite database
+    try:
+        state = inspect_sqlite_file(backup)  # refuses a file that is not a sound SQLite database
+    except DataLayerError as exc:
+        # Said of the backup, with advice that fits a backup (not "restore a backup").
+        raise BackupError(
+            display,
+            f"the backup {backup} cannot be restored: {exc.found}",
+            "Choose another backup (list_backups() lists them, newest first). The database "
+            "was not changed.",
+        ) from exc
     if not state.exists or state.size == 0:
         raise BackupError(display, f"the backup {backup} is empty or missing", "Choose another.")
     check_location(db_path)
