@@ -45,6 +45,9 @@ def _imported_modules(script: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            # `from data.authoring import er_diagram` may name a module, not an attribute;
+            # an unknown name is skipped by PyInstaller with a warning, never an error.
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 

@@ -158,6 +158,19 @@ def released_revisions(migrations: Path) -> frozenset[str] | None:
         return frozenset()
 
 
+def replay_options() -> dict[str, Any]:
+    """What env.py configures that shapes the DDL: batch mode, and the naming convention
+    Alembic gives constraints a revision leaves unnamed (through ``target_metadata``)."""
+    from sqlalchemy import MetaData
+
+    from data.models.base import NAMING_CONVENTION
+
+    return {
+        "render_as_batch": True,
+        "target_metadata": MetaData(naming_convention=NAMING_CONVENTION),
+    }
+
+
 def replay_schemas(migrations: Path, revisions: Sequence[str]) -> dict[str, Snapshot]:
     """The schema after each of ``revisions`` (a chain from the base), in memory."""
     from alembic.operations import Operations
@@ -170,7 +183,7 @@ def replay_schemas(migrations: Path, revisions: Sequence[str]) -> dict[str, Snap
     schemas: dict[str, Snapshot] = {}
     try:
         with engine.begin() as connection:
-            context = MigrationContext.configure(connection, opts={"render_as_batch": True})
+            context = MigrationContext.configure(connection, opts=replay_options())
             with Operations.context(context):
                 for revision in revisions:
                     step = script.get_revision(revision)

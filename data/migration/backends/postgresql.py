@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import Connection, MetaData, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
@@ -32,6 +32,7 @@ from data.migration.pg_schema import pg_snapshot, pg_tables, scratch_schema
 from data.migration.schema import Snapshot
 from data.migration.scripts import script_directory
 from data.migration.state import VERSION_TABLE, FileState
+from data.models.base import NAMING_CONVENTION
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -158,7 +159,10 @@ def promised_snapshot(connection: Connection, script: ScriptDirectory, revision:
     chain = reversed(list(script.iterate_revisions(revision, "base")))
     with scratch_schema(connection):
         # Unqualified DDL lands in the scratch schema, first on the search path.
-        context = MigrationContext.configure(connection)
+        # Constraints a revision leaves unnamed get the names env.py's run gives them.
+        context = MigrationContext.configure(
+            connection, opts={"target_metadata": MetaData(naming_convention=NAMING_CONVENTION)}
+        )
         with Operations.context(context):
             for step in chain:
                 step.module.upgrade()
