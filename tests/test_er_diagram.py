@@ -32,7 +32,7 @@ from data.models import Base
 from tests.conftest import PROJECT_ROOT, subprocess_env
 
 README = PROJECT_ROOT / "README.md"
-WRITE = "python -m data.db.er_diagram --write README.md"
+WRITE = "python -m data.authoring.er_diagram --write README.md"
 
 
 def entities(diagram: str) -> dict[str, list[str]]:
@@ -181,7 +181,7 @@ def test_write_replaces_only_the_block_and_check_says_what_to_run(tmp_path: Path
     assert stale.returncode == 1
     assert stale.stderr.strip().splitlines() == [
         f"{readme}: the ER diagram differs from the models; "
-        f"run python -m data.db.er_diagram --write {readme}"
+        f"run python -m data.authoring.er_diagram --write {readme}"
     ]
 
     assert command("--write", str(readme)).returncode == 0

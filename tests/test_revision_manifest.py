@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from data.db.head import SCHEMAS_FOLDER, exported_schema, read_history, recorded_history
+from data.db.head import (
+    RECORD_COMMAND,
+    SCHEMAS_FOLDER,
+    exported_schema,
+    read_history,
+    recorded_history,
+)
 from data.db.revisions import MANIFEST_NAME, chain, check
 from data.db.schema import differences, metadata_snapshot
 from data.models import Base
@@ -231,7 +237,7 @@ def test_init_db_refuses_a_stale_record(
     assert result.returncode != 0
     assert "RevisionRecordError" in result.stderr
     line = _one_problem_line(result.stderr)
-    assert name in line and "python -m data.db.revisions --update" in line
+    assert name in line and RECORD_COMMAND in line
     assert "OUTCOME" not in result.stdout  # never "current"
     assert sha256(db) == digest
 

@@ -63,6 +63,8 @@ hiddenimports = sorted(
     # env.py's `from alembic import context` and the revisions' `op` are module proxies
     # filled in at run time; take the whole of Alembic's runtime rather than guess.
     | set(collect_submodules("alembic", filter=lambda name: not name.startswith("alembic.testing")))
+    # The runner finds a database's backend module by its dialect's name.
+    | set(collect_submodules("data.migration.backends"))
     # The dialect a sqlite:/// URL names is imported by name when the engine is made.
     | {"sqlalchemy.dialects.sqlite.pysqlite", "logging.config"}
 )

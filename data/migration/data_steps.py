@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 
 
 def live_table(name: str) -> sa.Table:
@@ -33,7 +34,7 @@ def live_table(name: str) -> sa.Table:
     """
     context = op.get_context()
     if context.as_sql:
-        raise RuntimeError(
+        raise CommandError(
             f"live_table({name!r}) needs a database connection, and --sql mode has none: "
             "run the upgrade online, or write this data step as plain SQL"
         )
