@@ -126,6 +126,30 @@ class _MemberLookup(dict[Any, Any]):
         return None if value is None else self.enum_class(value)
 
 
+def rule(sentence: str, *, parent: str | None = None) -> dict[str, str]:
+    """A constraint's ``info``: the rule it enforces, as the sentence a refused write shows.
+
+    ``sentence`` completes "The change was refused because ...". For a foreign key,
+    ``parent`` is the sentence when the row referred to is what changed (deleted, or its
+    key updated); ``sentence`` is for the row that refers. ``data.models.rules`` reads them.
+    """
+    info = {"rule": sentence}
+    if parent is not None:
+        info["parent_rule"] = parent
+    return info
+
+
+def noun(name: str) -> dict[str, dict[str, str]]:
+    """A table's ``__table_args__`` entry: what one row is called in a sentence for people."""
+    return {"info": {"noun": name}}
+
+
+def enum_words(enum_class: type[enum.Enum]) -> str:
+    """The values of ``enum_class`` as a sentence lists them: "a, b or c"."""
+    values = [str(member.value).replace("_", " ") for member in enum_class]
+    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
+
+
 def enum_check(column: str, enum_class: type[enum.Enum]) -> str:
     """The SQL of a CHECK that limits ``column`` to the values of ``enum_class``."""
     values = ", ".join(f"'{member.value}'" for member in enum_class)

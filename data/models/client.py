@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, Date, String, Text
+from sqlalchemy import CheckConstraint, Date, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from data.models.base import Base, intpk, str100, utcnow
+from data.models.base import Base, intpk, noun, rule, str100, utcnow
 
 if TYPE_CHECKING:
     from data.models.tattoo_session import TattooSession
@@ -19,12 +19,20 @@ class Client(Base):
     """A person the studio works for. Archived, never deleted, once they have history."""
 
     __tablename__ = "clients"
-    __table_args__ = (CheckConstraint("email = lower(email)", name="email_lower_case"),)
+    __table_args__ = (
+        CheckConstraint(
+            "email = lower(email)",
+            name="email_lower_case",
+            info=rule("a client's email address must be stored in lower case"),
+        ),
+        UniqueConstraint("email", info=rule("two clients cannot have the same email address")),
+        noun("client"),
+    )
 
     id: Mapped[intpk]
     first_name: Mapped[str100]
     last_name: Mapped[str100]
-    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
     phone: Mapped[str | None] = mapped_column(String(40))
     date_of_birth: Mapped[dt.date | None] = mapped_column(Date)
     notes: Mapped[str | None] = mapped_column(Text)

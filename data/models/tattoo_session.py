@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from data.models.base import Base, StrEnumType, cents, enum_check, intpk, str100, utcnow
+from data.models.base import (
+    Base,
+    StrEnumType,
+    cents,
+    enum_check,
+    enum_words,
+    intpk,
+    noun,
+    rule,
+    str100,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from data.models.client import Client
@@ -29,18 +40,46 @@ class TattooSession(Base):
 
     __tablename__ = "tattoo_sessions"
     __table_args__ = (
-        CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="ends_after_starts"),
-        CheckConstraint("price_cents >= 0", name="price_not_negative"),
-        CheckConstraint("deposit_cents >= 0", name="deposit_not_negative"),
-        CheckConstraint(enum_check("status", SessionStatus), name="status"),
+        CheckConstraint(
+            "ends_at IS NULL OR ends_at > starts_at",
+            name="ends_after_starts",
+            info=rule("a tattoo session must end after it starts"),
+        ),
+        CheckConstraint(
+            "price_cents >= 0",
+            name="price_not_negative",
+            info=rule("a tattoo session's price cannot be negative"),
+        ),
+        CheckConstraint(
+            "deposit_cents >= 0",
+            name="deposit_not_negative",
+            info=rule("a tattoo session's deposit cannot be negative"),
+        ),
+        CheckConstraint(
+            enum_check("status", SessionStatus),
+            name="status",
+            info=rule(f"a tattoo session's status must be {enum_words(SessionStatus)}"),
+        ),
         # The target of transactions' composite foreign key: a payment's session must
         # belong to the payment's client.
-        UniqueConstraint("id", "client_id"),
+        UniqueConstraint(
+            "id", "client_id", info=rule("a tattoo session belongs to exactly one client")
+        ),
+        noun("tattoo session"),
     )
 
     id: Mapped[intpk]
     client_id: Mapped[int] = mapped_column(
-        ForeignKey("clients.id", ondelete="RESTRICT"), index=True
+        ForeignKey(
+            "clients.id",
+            ondelete="RESTRICT",
+            info=rule(
+                "a tattoo session must belong to an existing client",
+                parent="a client with tattoo sessions cannot be deleted: archive the client "
+                "instead",
+            ),
+        ),
+        index=True,
     )
     artist: Mapped[str100]
     starts_at: Mapped[dt.datetime] = mapped_column(index=True)

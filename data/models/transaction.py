@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING
 from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from data.models.base import Base, StrEnumType, cents, enum_check, intpk, utcnow
+from data.models.base import (
+    Base,
+    StrEnumType,
+    cents,
+    enum_check,
+    enum_words,
+    intpk,
+    noun,
+    rule,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from data.models.client import Client
@@ -35,21 +45,47 @@ class Transaction(Base):
 
     __tablename__ = "transactions"
     __table_args__ = (
-        CheckConstraint("amount_cents > 0", name="amount_positive"),
-        CheckConstraint(enum_check("kind", TransactionKind), name="kind"),
-        CheckConstraint(enum_check("method", PaymentMethod), name="method"),
+        CheckConstraint(
+            "amount_cents > 0",
+            name="amount_positive",
+            info=rule("a payment's amount must be more than zero"),
+        ),
+        CheckConstraint(
+            enum_check("kind", TransactionKind),
+            name="kind",
+            info=rule(f"a payment's kind must be {enum_words(TransactionKind)}"),
+        ),
+        CheckConstraint(
+            enum_check("method", PaymentMethod),
+            name="method",
+            info=rule(f"a payment's method must be {enum_words(PaymentMethod)}"),
+        ),
         # The database, not only Python, refuses a payment for one client recorded against
         # another client's session. RESTRICT: financial history is never cascade-deleted.
         ForeignKeyConstraint(
             ["session_id", "client_id"],
             ["tattoo_sessions.id", "tattoo_sessions.client_id"],
             ondelete="RESTRICT",
+            info=rule(
+                "a payment's session must belong to the same client",
+                parent="a tattoo session with payments cannot be deleted or given to another "
+                "client",
+            ),
         ),
+        noun("payment"),
     )
 
     id: Mapped[intpk]
     client_id: Mapped[int] = mapped_column(
-        ForeignKey("clients.id", ondelete="RESTRICT"), index=True
+        ForeignKey(
+            "clients.id",
+            ondelete="RESTRICT",
+            info=rule(
+                "a payment must belong to an existing client",
+                parent="a client with payments cannot be deleted: archive the client instead",
+            ),
+        ),
+        index=True,
     )
     session_id: Mapped[int | None] = mapped_column(index=True)
     kind: Mapped[TransactionKind] = mapped_column(StrEnumType(TransactionKind))
