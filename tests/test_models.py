@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from data.db.errors import WriteRefusedError
 from data.db.runner import ensure_current
 from data.db.session import create_session_factory
 from data.models import (
@@ -105,6 +106,9 @@ def _payment(db: Session, client: Client, amount: int = 5000, **fields: object) 
     return payment
 
 
+# A refused write: WriteRefusedError through the app's engine (it names the rule), the
+# driver's IntegrityError through a plain engine.
+REFUSED = (WriteRefusedError, IntegrityError)
 # SQLite names no foreign key in its message; PostgreSQL names the constraint.
 SESSION_FK = r"FOREIGN KEY|fk_transactions_session_id_client_id_tattoo_sessions"
 
@@ -121,7 +125,7 @@ def test_relationships_work_both_ways(db: Session) -> None:
 
 
 def test_orphan_transaction_is_refused(db: Session) -> None:
-    with pytest.raises(IntegrityError, match=r"FOREIGN KEY|fk_transactions_client_id_clients"):
+    with pytest.raises(REFUSED, match=r"FOREIGN KEY|fk_transactions_client_id_clients"):
         db.execute(
             text(
                 "INSERT INTO transactions (client_id, kind, method, amount_cents, occurred_at, "
@@ -136,9 +140,7 @@ def test_client_with_history_cannot_be_deleted(db: Session) -> None:
     _payment(db, client)
     db.commit()
     db.delete(client)
-    with pytest.raises(
-        IntegrityError, match=r'FOREIGN KEY|violates foreign key constraint "fk_\w+_clients"'
-    ):
+    with pytest.raises(REFUSED, match=r"FOREIGN KEY|fk_\w+_clients\b"):
         db.commit()
     db.rollback()
     assert db.scalar(select(Client).where(Client.id == client.id)) is not None
@@ -151,20 +153,20 @@ def test_a_session_with_payments_cannot_be_deleted(db: Session) -> None:
     booking = _booking(db, client)
     _payment(db, client, session=booking)
     db.commit()
-    with pytest.raises(IntegrityError, match=SESSION_FK):
+    with pytest.raises(REFUSED, match=SESSION_FK):
         db.execute(text("DELETE FROM tattoo_sessions WHERE id = :id"), {"id": booking.id})
 
 
 @pytest.mark.parametrize("amount", [0, -500])
 def test_amount_must_be_positive(db: Session, amount: int) -> None:
     client = _client(db)
-    with pytest.raises(IntegrityError, match="ck_transactions_amount_positive"):
+    with pytest.raises(REFUSED, match="ck_transactions_amount_positive"):
         _payment(db, client, amount=amount)
 
 
 def test_session_cannot_end_before_it_starts(db: Session) -> None:
     client = _client(db)
-    with pytest.raises(IntegrityError, match="ck_tattoo_sessions_ends_after_starts"):
+    with pytest.raises(REFUSED, match="ck_tattoo_sessions_ends_after_starts"):
         _booking(db, client, ends_at=T0 - dt.timedelta(hours=1))
 
 
@@ -172,7 +174,7 @@ def test_session_cannot_end_before_it_starts(db: Session) -> None:
 def test_session_amounts_not_negative(db: Session, column: str) -> None:
     client = _client(db)
     name = column.replace("_cents", "")
-    with pytest.raises(IntegrityError, match=f"ck_tattoo_sessions_{name}_not_negative"):
+    with pytest.raises(REFUSED, match=f"ck_tattoo_sessions_{name}_not_negative"):
         _booking(db, client, **{column: -1})
 
 
@@ -191,7 +193,7 @@ def test_unknown_enum_values_are_refused_by_the_database(
     booking = _booking(db, client)
     payment = _payment(db, client)
     row_id = booking.id if table == "tattoo_sessions" else payment.id
-    with pytest.raises(IntegrityError, match=constraint):
+    with pytest.raises(REFUSED, match=constraint):
         db.execute(text(f"UPDATE {table} SET {column} = 'bogus' WHERE id = :id"), {"id": row_id})
 
 
@@ -213,7 +215,7 @@ def test_payment_cannot_point_at_another_clients_session(db: Session) -> None:
     grace = _client(db, "Grace")
     adas_session = _booking(db, ada)
     db.commit()
-    with pytest.raises(IntegrityError, match=SESSION_FK):
+    with pytest.raises(REFUSED, match=SESSION_FK):
         db.execute(
             text(
                 "INSERT INTO transactions (client_id, session_id, kind, method, amount_cents, "
@@ -249,12 +251,10 @@ def test_email_is_lower_case_and_unique_when_present(db: Session) -> None:
     assert first.email == "ada@example.com"
     _client(db, "No-email-1")
     _client(db, "No-email-2")  # several clients without email are fine
-    with pytest.raises(
-        IntegrityError, match=r"UNIQUE constraint failed: clients\.email|uq_clients_email"
-    ):
+    with pytest.raises(REFUSED, match=r"UNIQUE constraint failed: clients\.email|uq_clients_email"):
         _client(db, "Twin", email="ADA@example.com")
     db.rollback()
-    with pytest.raises(IntegrityError, match="ck_clients_email_lower_case"):
+    with pytest.raises(REFUSED, match="ck_clients_email_lower_case"):
         db.execute(
             text(
                 "INSERT INTO clients (first_name, last_name, email, created_at, updated_at) "

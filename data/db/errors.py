@@ -42,7 +42,8 @@ class LegacySchemaMismatchError(DataLayerError):
 
 
 class DatabaseBusyError(DataLayerError):
-    """Another process held the migration lock for longer than the wait allowed."""
+    """Another window, tool or deploy kept the database (or its migration lock) busy for
+    longer than the wait allowed (``INKLINK_BUSY_TIMEOUT``, ``INKLINK_LOCK_TIMEOUT``)."""
 
 
 class MigrationFailedError(DataLayerError):
@@ -75,6 +76,61 @@ class RevisionRecordError(DataLayerError):
 
 class RevisionLintError(DataLayerError):
     """A pending revision fails the migration lint; it is not applied."""
+
+
+class WriteRefusedError(DataLayerError):
+    """The database refused a write that breaks one of its rules; nothing of it was saved.
+
+    ``sentence`` states the rule for people ("a payment's session must belong to the same
+    client"); ``rule`` is the name of the constraint that refused it, or, when SQLite does
+    not say which foreign key failed, the names of the ones that may have (``rules``). The
+    driver's own error is chained as ``__cause__``.
+    """
+
+    def __init__(self, database: str, rules: tuple[str, ...], sentence: str) -> None:
+        self.rules = rules
+        self.rule = " or ".join(rules)
+        self.sentence = sentence
+        super().__init__(
+            database,
+            # The sentence is for the user; the rule's name is for support.
+            f"the change was refused because {sentence} (rule {self.rule})",
+            "Nothing of this change was saved; correct it and save again.",
+        )
+
+
+class ReadOnlySessionError(DataLayerError):
+    """Something tried to write through a reading session (``ReadSessionLocal``)."""
+
+
+class UnexpectedDatabaseError(DataLayerError):
+    """Something no known state explains went wrong; the original error is chained."""
+
+
+def unexpected(database: str, exc: BaseException) -> DataLayerError:
+    """The error for people for an exception no refusal explains (``exc`` is chained by the
+    caller): a full disk and a permission problem still get their own advice."""
+    import errno
+
+    lines = str(exc).strip().splitlines()
+    detail = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and code == errno.ENOSPC:
+        return NotEnoughDiskSpaceError(
+            database, f"the disk is full ({detail})", "Free some disk space, then start again."
+        )
+    if isinstance(exc, OSError) and code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DatabaseNotWritableError(
+            database,
+            f"it or a file beside it cannot be written ({detail})",
+            "Give this user write access to the database's folder, or set DB_PATH to a "
+            "folder it can write, then start again.",
+        )
+    return UnexpectedDatabaseError(
+        database,
+        f"opening it failed in a way InkLinkOS does not recognise ({detail})",
+        "Start again; if it happens again, report this message and the app's log to support.",
+    )
 
 
 # User-facing advice, kept in one place so the wording stays consistent.
