@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from data.db.errors import DataLayerError
 from data.db.head import recorded_history
 from data.db.outcome import UpgradeOutcome
+from data.db.policy import read_only_options
 from data.migration.raw_sqlite import is_wal_header, read_header
 
 
@@ -33,9 +35,11 @@ def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
         display = engine.url.render_as_string(hide_password=True)
     try:
         with engine.connect() as connection:
+            # A reading transaction: it never waits for another window's write.
+            connection.execution_options(**read_only_options(engine))
             versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    except DBAPIError:
-        return None
+    except (DBAPIError, DataLayerError, engine.dialect.loaded_dbapi.Error):
+        return None  # the runner looks closer, and refuses with the reason if it must
     head = recorded_history().head
     if len(versions) != 1 or versions[0][0] != head:
         return None

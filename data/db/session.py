@@ -1,4 +1,4 @@
-"""Where the database lives, the app's engine, SessionLocal, and init_db()."""
+"""Where the database lives, the app's engine, the session factories, and init_db()."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-from data.db.policy import apply_app_policy
+from data.db.policy import apply_app_policy, read_only_options
+from data.db.refusals import explain_refusals
 
 if TYPE_CHECKING:
     from data.db.outcome import ProgressCallback, UpgradeOutcome
@@ -92,15 +93,26 @@ def database_url(db_path: str) -> URL:
 
 
 def create_app_engine(url: str | URL) -> Engine:
-    """An engine under the app's connection policy (for SQLite; a server needs none)."""
+    """An engine under the app's connection policy (for SQLite; a server needs none), whose
+    refused writes, busy waits and writes through a reading session raise errors for people."""
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         apply_app_policy(engine)
+    explain_refusals(engine)
     return engine
 
 
-def create_session_factory(bind: Engine) -> scoped_session[Session]:
-    """A thread-local session factory; objects stay readable after commit."""
+def create_session_factory(bind: Engine, *, read_only: bool = False) -> scoped_session[Session]:
+    """A thread-local session factory; objects stay readable after commit.
+
+    The default makes writing sessions: on SQLite each transaction takes the write lock at
+    its start (so a read-then-write never fails with "database is locked"), waiting up to
+    ``INKLINK_BUSY_TIMEOUT`` for another window's write. ``read_only`` makes reading ones:
+    they never wait for a writer, see the last committed state, and refuse any write with
+    ``ReadOnlySessionError``.
+    """
+    if read_only:
+        bind = bind.execution_options(**read_only_options(bind))
     return scoped_session(sessionmaker(bind=bind, expire_on_commit=False))
 
 
@@ -113,7 +125,10 @@ with contextlib.suppress(OSError):
     DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 engine: Engine = create_app_engine(database_url(DB_PATH))
+# What a user action uses: `with SessionLocal() as db, db.begin():`.
 SessionLocal: scoped_session[Session] = create_session_factory(engine)
+# For screens that only show data (lists, searches, reports): never waits for a writer.
+ReadSessionLocal: scoped_session[Session] = create_session_factory(engine, read_only=True)
 
 
 def init_db(progress: ProgressCallback | None = None) -> UpgradeOutcome:
@@ -121,18 +136,33 @@ def init_db(progress: ProgressCallback | None = None) -> UpgradeOutcome:
 
     Cheap when the database is already current (Alembic is not even imported). Otherwise
     the runner takes a lock, backs up, upgrades in one transaction and verifies; see
-    ``data.migration.runner``. Raises a ``data.db.errors.DataLayerError`` whose message names the
-    database and says what to do.
+    ``data.migration.runner``. Raises only ``data.db.errors.DataLayerError``, whose message
+    names the database and says what to do.
     """
     from data.db.fast_path import current_outcome
 
     outcome = current_outcome(engine, DB_PATH)
     if outcome is not None:
         return outcome
-    # Imported only here: the migration engine (and Alembic) stay off the at-head path.
-    from data.migration.runner import ensure_current
+    try:
+        # Imported only here: the migration engine (and Alembic) stay off the at-head path.
+        from data.migration.runner import ensure_current
 
-    return ensure_current(engine, progress)
+        return ensure_current(engine, progress)
+    except Exception as exc:
+        from data.db.errors import DataLayerError, unexpected
+
+        if isinstance(exc, DataLayerError):
+            raise
+        # Every known state already has its own refusal; this is the net under them.
+        raise unexpected(display_database(), exc) from exc
+
+
+def display_database() -> str:
+    """The database as messages name it: the file, or the server's URL (password masked)."""
+    if engine.dialect.name == "sqlite":
+        return DB_PATH
+    return engine.url.render_as_string(hide_password=True)
 
 
 def get_db_path() -> str:

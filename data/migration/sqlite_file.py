@@ -15,6 +15,7 @@ from data.db.errors import (
     DatabaseNotWritableError,
     NotADatabaseError,
 )
+from data.db.policy import busy_timeout_seconds
 from data.migration import raw_sqlite
 from data.migration.raw_sqlite import HEADER_SIZE, SQLITE_MAGIC
 from data.migration.state import VERSION_TABLE, FileState
@@ -107,8 +108,9 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
         # With a journal or WAL beside it, a crash mid-checkpoint may have left the file
         # shorter than its header says; SQLite recovers that when it opens the file.
         _check_length(display, header, size)
+    waited = busy_timeout_seconds()
     try:
-        connection = raw_sqlite.connect(path)
+        connection = raw_sqlite.connect(path, timeout=waited)
     except raw_sqlite.DRIVER_ERRORS as exc:
         raise DatabaseNotWritableError(display, f"it cannot be opened ({exc})", UNCHANGED) from exc
     try:
@@ -138,7 +140,7 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
         if raw_sqlite.is_busy(exc):
             raise DatabaseBusyError(
                 display,
-                "another program kept it locked for more than 30 seconds",
+                f"another program kept it locked for more than {waited:g} seconds",
                 ADVICE_RETRY + " " + UNCHANGED,
             ) from exc
         raise DatabaseCorruptError(
