@@ -5,9 +5,9 @@ imports, lazily imported ones marked), the same graph these tests check.
 
 The layers, from the top: the app-facing part (``data.db``: the seed's session module and
 what ``init_db()`` needs at start), the migration engine (``data.migration.runner``), its
-backends (``data.migration.backends``), and the shared helpers below them. ``data.db.errors``,
-``outcome``, ``head`` and ``policy`` are the vocabulary every layer shares: they import nothing
-above them. The developer tools (``data.authoring``) stand beside the stack: they may use it,
+backends (``data.migration.backends``), and the shared helpers below them.
+``data.db.errors``, ``outcome``, ``head``, ``policy`` and ``file_modes`` are the vocabulary
+every layer shares: they import nothing above them. The developer tools (``data.authoring``) stand beside the stack: they may use it,
 and nothing the app runs imports them.
 """
 
@@ -24,7 +24,13 @@ from tests.conftest import PROJECT_ROOT
 PACKAGE = PROJECT_ROOT / "data"
 
 APP_FACING = {"data.db.session", "data.db.fast_path", "data.db.__main__"}
-VOCABULARY = {"data.db.errors", "data.db.outcome", "data.db.head", "data.db.policy"}
+VOCABULARY = {
+    "data.db.errors",
+    "data.db.outcome",
+    "data.db.head",
+    "data.db.policy",
+    "data.db.file_modes",
+}
 ENGINE = {"data.migration.runner"}
 # Import paths kept for existing code: each only re-exports from where the code now lives.
 DEPRECATED_PATHS = {

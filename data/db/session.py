@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
+from data.db.file_modes import make_private_folder, tighten
 from data.db.policy import apply_app_policy, read_only_options
 from data.db.refusals import explain_refusals
 
@@ -119,10 +120,17 @@ def create_session_factory(bind: Engine, *, read_only: bool = False) -> scoped_s
 DB_PATH: str = _compute_db_path()
 DATA_DIR: Path = Path(DB_PATH).parent
 
-# The seed's one disk effect at import: make sure the database's folder exists. A failure
-# here is reported by init_db(), which names the path and says what to do.
+# The seed's one disk effect at import: make sure the database's folder exists, owner-only
+# (0700) when made here. The per-user data folder is the app's own, so one found wider (made
+# by an older version) is tightened too; a folder chosen through DB_PATH, or a checkout's
+# root, may be shared on purpose and is left as it is (the files in it are owner-only).
+# A failure here is reported by init_db(), which names the path and says what to do.
 with contextlib.suppress(OSError):
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    make_private_folder(DATA_DIR)
+    if not os.environ.get("DB_PATH") and (
+        getattr(sys, "frozen", False) or not is_source_checkout()
+    ):
+        tighten([DATA_DIR])
 
 engine: Engine = create_app_engine(database_url(DB_PATH))
 # What a user action uses: `with SessionLocal() as db, db.begin():`.

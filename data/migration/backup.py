@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
 import re
 from pathlib import Path
 
 from data.db.errors import BackupError, DataLayerError
+from data.db.file_modes import create_private_file, make_private_folder
 from data.migration import raw_sqlite
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
 from data.migration.sqlite_file import check_location, inspect_sqlite_file
@@ -49,8 +51,8 @@ def _copy(source: Path, target: Path) -> None:
     for stale in target.parent.glob("*.partial*"):
         stale.unlink(missing_ok=True)
     try:
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(descriptor)
+        if not create_private_file(partial):  # 0600 whatever the umask, before SQLite opens it
+            raise FileExistsError(errno.EEXIST, "a partial backup is in the way", str(partial))
         src = raw_sqlite.connect(source)
         try:
             dst = raw_sqlite.connect(partial)
@@ -90,7 +92,7 @@ def backup_database(db_path: Path, *, label: str, keep: int = KEEP_BACKUPS) -> P
     folder = backup_folder(db_path)
     target = folder / f"{db_path.stem}-{_stamp()}-{label or 'none'}.db"
     try:
-        folder.mkdir(mode=0o700, exist_ok=True)
+        make_private_folder(folder)
         _copy(db_path, target)
     except raw_sqlite.IO_ERRORS as exc:
         raise BackupError(
@@ -136,9 +138,10 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
     with migration_lock(db_path, LOCK_TIMEOUT_SECONDS if lock_timeout is None else lock_timeout):
         aside = backup_folder(db_path) / f"{db_path.stem}-replaced-{_stamp()}.db"
         try:
-            backup_folder(db_path).mkdir(mode=0o700, exist_ok=True)
+            make_private_folder(backup_folder(db_path))
             if db_path.exists() and db_path.stat().st_size > 0:
                 _copy(db_path, aside)
+            create_private_file(db_path)  # a restore that creates the database: owner-only
             src = raw_sqlite.connect(backup, read_only=True)
             try:
                 dst = raw_sqlite.connect(db_path)

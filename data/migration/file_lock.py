@@ -15,6 +15,7 @@ from data.db.errors import (
     DatabaseBusyError,
     DatabaseNotWritableError,
 )
+from data.db.file_modes import OWNER_ONLY_FILE, tighten
 
 # How long a second window (or a deploy) waits for a running upgrade before giving up.
 LOCK_TIMEOUT_SECONDS = float(os.environ.get("INKLINK_LOCK_TIMEOUT", "120"))
@@ -24,7 +25,9 @@ LOCK_TIMEOUT_SECONDS = float(os.environ.get("INKLINK_LOCK_TIMEOUT", "120"))
 def migration_lock(db_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
     """Held by every migration, backup restore and create of ``db_path``."""
     lock_path = str(db_path) + ".lock"
-    lock = FileLock(lock_path, timeout=timeout)
+    # Owner-only whatever the umask (filelock chmods a file it creates to this mode); a lock
+    # file left wider by an older version is tightened once it is held.
+    lock = FileLock(lock_path, timeout=timeout, mode=OWNER_ONLY_FILE)
     try:
         lock.acquire()
     except Timeout as exc:
@@ -41,6 +44,7 @@ def migration_lock(db_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iter
             "program or deploy is running. " + UNCHANGED,
         ) from exc
     try:
+        tighten([Path(lock_path)])
         yield
     finally:
         lock.release()
