@@ -8,7 +8,10 @@ encrypted file, later, with its key). A plain connection sets nothing: no PRAGMA
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 # What callers catch from the driver: every error a plain connection can raise.
@@ -49,10 +52,31 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
+# Opening a FIFO for reading blocks until a writer comes: never wait on one.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
 def read_header(path: Path | str, size: int = HEADER_SIZE) -> bytes:
-    """The first ``size`` bytes of the file, read without SQLite (raises OSError)."""
-    with open(path, "rb") as handle:
-        return handle.read(size)
+    """The first ``size`` bytes of a regular file, read without SQLite (raises OSError).
+
+    Opened without blocking and refused unless it is a regular file (a FIFO, a socket or a
+    device is not a database, and reading one can wait forever).
+    """
+    descriptor = os.open(path, _OPEN_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.read(descriptor, size)
+    finally:
+        os.close(descriptor)
+
+
+def is_access_denied(exc: BaseException) -> bool:
+    """The driver could not open or write the file for lack of permission (not damage)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return isinstance(exc, sqlite3.Error) and name.startswith(
+        ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
+    )
 
 
 def is_wal_header(header: bytes) -> bool:

@@ -15,19 +15,69 @@ from data.db.errors import (
     DatabaseNotWritableError,
     NotADatabaseError,
 )
+from data.db.file_modes import make_private_folder
 from data.db.policy import busy_timeout_seconds
 from data.migration import raw_sqlite
 from data.migration.raw_sqlite import HEADER_SIZE, SQLITE_MAGIC
 from data.migration.state import VERSION_TABLE, FileState
 
-__all__ = ["VERSION_TABLE", "FileState", "check_location", "inspect_sqlite_file"]
+__all__ = [
+    "VERSION_TABLE",
+    "FileState",
+    "check_location",
+    "inspect_sqlite_file",
+    "side_files",
+]
+
+
+# Both cookies in one read: SQLite's schema version, and the one the runner recorded.
+SCHEMA_COOKIE_QUERY = "SELECT * FROM pragma_schema_version, pragma_user_version"
+
+# The files SQLite keeps beside the database while it is open or after a crash.
+SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")
+
+ADVICE_ACCESS = (
+    "Give this user write access to it, or start InkLinkOS as the user who owns it. Do not "
+    "restore a backup or delete anything: the file may hold changes not saved anywhere else. "
+)
+
+
+def side_files(path: Path) -> list[Path]:
+    """The side files SQLite may keep beside ``path`` (present or not)."""
+    return [path.with_name(path.name + suffix) for suffix in SIDE_FILE_SUFFIXES]
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "something other than a regular file"
 
 
 def check_location(path: Path) -> None:
-    """Refuse a path that can never hold the database: a folder, or one we cannot write."""
+    """Refuse, before anything opens it, a path that can never hold the database.
+
+    A folder, a FIFO, a socket or a device (opening one can block forever), a link to
+    nothing, and a database, side file (``-wal``, ``-shm``, ``-journal``) or folder this
+    user cannot write: each is refused with what fits it, never "damaged".
+    """
     display = str(path)
+    mode: int | None = None
     try:
-        mode = path.stat().st_mode
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            try:
+                mode = os.stat(path).st_mode
+            except FileNotFoundError:
+                raise NotADatabaseError(
+                    display,
+                    f"the path is a link to {os.readlink(path)}, which does not exist",
+                    "Point DB_PATH at the database file itself, or put back the file the link "
+                    "names. " + UNCHANGED,
+                ) from None
     except FileNotFoundError:
         mode = None
     except OSError as exc:
@@ -43,10 +93,14 @@ def check_location(path: Path) -> None:
             "Set DB_PATH to a file path such as .../inklink.db. " + UNCHANGED,
         )
     if mode is not None and not stat.S_ISREG(mode):
-        raise NotADatabaseError(display, "the path is not a regular file", UNCHANGED)
+        raise NotADatabaseError(
+            display,
+            f"the path is {_kind(mode)}, not a database file",
+            "Set DB_PATH to a database file such as .../inklink.db. " + UNCHANGED,
+        )
     parent = path.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(parent)
     except OSError as exc:
         raise DatabaseNotWritableError(
             display,
@@ -54,15 +108,55 @@ def check_location(path: Path) -> None:
             "Choose a folder this user can write, through DB_PATH.",
         ) from exc
     # The lock, the journal and the backups all live beside the file.
-    if not os.access(parent, os.W_OK | os.X_OK) or (
-        mode is not None and not os.access(path, os.W_OK)
-    ):
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise DatabaseNotWritableError(
             display,
-            f"this user ({_user()}) cannot write it or its folder {parent}",
+            f"this user ({_user()}) cannot write its folder {parent}",
             "Give this user write access to the folder, or set DB_PATH to a folder it can write. "
             + UNCHANGED,
         )
+    if mode is not None and not os.access(path, os.W_OK):
+        raise DatabaseNotWritableError(
+            display,
+            f"this user ({_user()}) cannot write it (it belongs to {_owner(path)})",
+            ADVICE_ACCESS + UNCHANGED,
+        )
+    for side in side_files(path):
+        try:
+            side_mode = os.lstat(side).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise DatabaseNotWritableError(
+                display, f"its side file {side} cannot be reached ({exc.strerror})", UNCHANGED
+            ) from exc
+        if not stat.S_ISREG(side_mode):
+            raise NotADatabaseError(
+                display,
+                f"its side file {side} is {_kind(side_mode)}, which SQLite cannot use",
+                "Move that side file away (it holds no data), then start again. " + UNCHANGED,
+            )
+        if not os.access(side, os.R_OK | os.W_OK):
+            raise DatabaseNotWritableError(
+                display,
+                f"this user ({_user()}) cannot write its side file {side} (it belongs to "
+                f"{_owner(side)}; SQLite keeps changes there until they are written into the "
+                "database)",
+                ADVICE_ACCESS + UNCHANGED,
+            )
+
+
+def _owner(path: Path) -> str:
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return "another user"
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):  # pragma: no cover - Windows, or an unnamed uid
+        return f"user id {uid}"
 
 
 def _user() -> str:
@@ -82,13 +176,19 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
     """
     display = str(path)
     try:
-        size = path.stat().st_size
+        found = path.stat()
     except FileNotFoundError:
         return FileState(exists=False, size=0, tables=frozenset(), versions=())
     except OSError as exc:
         raise DatabaseNotWritableError(
             display, f"it cannot be read ({exc.strerror})", UNCHANGED
         ) from exc
+    if not stat.S_ISREG(found.st_mode):
+        # Before any open(): reading a FIFO waits forever for a writer.
+        raise NotADatabaseError(
+            display, f"the path is {_kind(found.st_mode)}, not a database file", UNCHANGED
+        )
+    size = found.st_size
     if size == 0:
         return FileState(exists=True, size=0, tables=frozenset(), versions=())
     try:
@@ -112,7 +212,9 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
     try:
         connection = raw_sqlite.connect(path, timeout=waited)
     except raw_sqlite.DRIVER_ERRORS as exc:
-        raise DatabaseNotWritableError(display, f"it cannot be opened ({exc})", UNCHANGED) from exc
+        raise DatabaseNotWritableError(
+            display, f"it cannot be opened ({exc})", ADVICE_ACCESS + UNCHANGED
+        ) from exc
     try:
         if quick_check:
             problems = [
@@ -136,6 +238,9 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
             versions = tuple(
                 row[0] for row in connection.execute(f"SELECT version_num FROM {VERSION_TABLE}")
             )
+        # The schema cookie (bumped by SQLite at every schema change) against the one the
+        # runner recorded in user_version when it last committed: see record_schema_cookie().
+        schema_version, recorded = connection.execute(SCHEMA_COOKIE_QUERY).fetchone()
     except raw_sqlite.DATABASE_ERRORS as exc:
         if raw_sqlite.is_busy(exc):
             raise DatabaseBusyError(
@@ -143,12 +248,24 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
                 f"another program kept it locked for more than {waited:g} seconds",
                 ADVICE_RETRY + " " + UNCHANGED,
             ) from exc
+        if raw_sqlite.is_access_denied(exc):
+            raise DatabaseNotWritableError(
+                display,
+                f"this user ({_user()}) cannot write it or a file beside it ({exc})",
+                ADVICE_ACCESS + UNCHANGED,
+            ) from exc
         raise DatabaseCorruptError(
             display, f"the file is damaged ({exc})", ADVICE_RESTORE + " " + UNCHANGED
         ) from exc
     finally:
         connection.close()
-    return FileState(exists=True, size=size, tables=tables, versions=versions)
+    return FileState(
+        exists=True,
+        size=size,
+        tables=tables,
+        versions=versions,
+        schema_unverified=schema_version != recorded,
+    )
 
 
 def _recovery_pending(path: Path) -> bool:

@@ -15,6 +15,9 @@ class FileState:
     size: int
     tables: frozenset[str]
     versions: tuple[str, ...]
+    #: The schema may have changed since the runner last committed (on SQLite, the schema
+    #: cookie differs from the one recorded then, or none was recorded): verify before use.
+    schema_unverified: bool = False
 
     @property
     def user_tables(self) -> frozenset[str]:
