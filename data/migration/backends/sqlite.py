@@ -27,14 +27,15 @@ from data.db.errors import (
     NotEnoughDiskSpaceError,
     RevisionRecordError,
 )
+from data.db.file_modes import create_private_file, tighten
 from data.db.head import RECORD_COMMAND, exported_schema, recorded_history
 from data.db.policy import create_migration_engine
 from data.migration import backends, raw_sqlite
-from data.migration.backup import backup_database
+from data.migration.backup import backup_database, backup_folder
 from data.migration.file_lock import migration_lock
 from data.migration.legacy import refuse_legacy_mismatch
 from data.migration.schema import Snapshot, sqlite_query, sqlite_snapshot
-from data.migration.sqlite_file import check_location, inspect_sqlite_file
+from data.migration.sqlite_file import check_location, inspect_sqlite_file, side_files
 from data.migration.state import VERSION_TABLE, FileState
 
 if TYPE_CHECKING:
@@ -144,6 +145,16 @@ def check_disk_space(display: str, db_path: Path, size: int) -> None:
         )
 
 
+def owned_files(db_path: Path) -> list[Path]:
+    """Every file the data layer keeps for ``db_path``: the database, its side files, the
+    lock, the backups (and their folder); each must be owner-only."""
+    folder = backup_folder(db_path)
+    found = [db_path, *side_files(db_path), Path(str(db_path) + ".lock"), folder]
+    with contextlib.suppress(OSError):
+        found.extend(sorted(folder.iterdir()))
+    return found
+
+
 class FileSession(backends.Session):
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -173,6 +184,10 @@ class FileSession(backends.Session):
     def transaction(
         self, from_revision: str | None, *, command_line: bool = False, read_only: bool = False
     ) -> contextlib.AbstractContextManager[Connection]:
+        if not read_only:
+            # A new database is created here, owner-only, before SQLite would create it with
+            # the umask's mode (its -wal and -shm then copy the database's mode).
+            create_private_file(self.path)
         return migration_transaction(
             self.backend.engine.url,
             self.backend.display,
@@ -183,6 +198,7 @@ class FileSession(backends.Session):
 
     def after_commit(self) -> None:
         use_wal(self.path)
+        tighten(owned_files(self.path))
 
 
 class Backend(backends.Backend):
@@ -206,7 +222,18 @@ class Backend(backends.Backend):
         self, timeout: float, *, command_line: bool = False, writes: bool = True
     ) -> Iterator[backends.Session]:
         with migration_lock(self.path, timeout):
+            # Under the lock, before anything else: whatever an older version, a deploy's
+            # umask or a copy left readable by other accounts is made owner-only (and logged).
+            tighten(owned_files(self.path))
             yield FileSession(self)
+
+    def record_schema(self, connection: Connection) -> None:
+        # SQLite bumps schema_version at every schema change; user_version is the
+        # application's own header field (unused otherwise, and setting it, or switching the
+        # journal mode, leaves schema_version alone). Recording one in the other, in the
+        # transaction that changed the schema, lets every start compare them in one read.
+        version = int(connection.exec_driver_sql("PRAGMA schema_version").scalar_one())
+        connection.exec_driver_sql(f"PRAGMA user_version = {version}")
 
     def foreign_key_violations(self, connection: Connection) -> list[tuple[Any, ...]]:
         # Foreign keys are off while migrating: this is where they are checked.
