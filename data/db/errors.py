@@ -54,6 +54,13 @@ class SchemaVerificationError(DataLayerError):
     """After the upgrade the database was not what the code expects; it was rolled back."""
 
 
+class SchemaDriftError(DataLayerError):
+    """The schema was changed outside the migrations: something its revision promises is gone.
+
+    Found at a start, before anything is written; the file is left as it was.
+    """
+
+
 class BackupError(DataLayerError):
     """A backup could not be made, checked or restored."""
 

@@ -21,11 +21,12 @@ from data.db.errors import (
     DatabaseNewerThanAppError,
     RevisionLintError,
     RevisionRecordError,
+    SchemaDriftError,
     SchemaVerificationError,
 )
 from data.db.head import RecordedHistory, recorded_history
 from data.db.outcome import ProgressCallback, RevisionProgress, UpgradeOutcome
-from data.migration.backends import Backend, backend_for
+from data.migration.backends import Backend, Session, backend_for
 from data.migration.backup import KEEP_BACKUPS
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
 from data.migration.legacy import refuse_legacy_mismatch
@@ -53,6 +54,7 @@ __all__ = [
     "migration_lock",
     "migrations_location",
     "plan_for",
+    "refuse_drift",
     "refuse_legacy_mismatch",
     "require_recorded",
     "script_directory",
@@ -229,6 +231,45 @@ def verify(
         log.info("%s has %s, which revision %s does not declare (kept)", display, extra, expect)
 
 
+def refuse_drift(backend: Backend, connection: Connection, revision: str) -> None:
+    """Refuse a database whose schema lacks or changed what ``revision`` promises.
+
+    Run when the database may have been changed outside the migrations since the runner
+    last committed (on SQLite, its schema cookie moved). Extra tables, columns or indexes
+    are tolerated, as after an upgrade; anything promised that is missing or different is
+    refused with the list, and nothing is written.
+    """
+    expected = backend.promised_schema(connection, revision)
+    found = backend.live_schema(connection)
+    problems = differences(found, expected, allow_extra=True)
+    if problems:
+        raise SchemaDriftError(
+            backend.display,
+            f"its schema was changed outside InkLinkOS's migrations and no longer has what "
+            f"revision {revision} promises:\n  - " + "\n  - ".join(problems) + "\n",
+            "The app will not use it until what is missing is back, because the rules the "
+            "database no longer enforces may already be broken by saved rows. Contact support "
+            "with this message (restoring a backup would lose what was saved since). "
+            + backend.unchanged,
+        )
+
+
+def verify_unchanged_schema(
+    backend: Backend, session: Session, state: FileState, revision: str
+) -> None:
+    """At head, when the schema may have changed since the last commit: verify it in full,
+    then record it, so the next start is cheap again (a VACUUM, or a restore, moves SQLite's
+    cookie without changing the schema). A file from an older version has no record yet:
+    it is verified once, the same way.
+    """
+    if not state.schema_unverified:
+        return
+    with session.transaction(revision) as connection:
+        refuse_drift(backend, connection, revision)
+        backend.record_schema(connection)
+    log.info("%s: schema verified against revision %s and recorded", backend.display, revision)
+
+
 # --- the two entry points --------------------------------------------------------------------
 
 
@@ -252,12 +293,14 @@ def ensure_current(
             with session.transaction(None) as connection:
                 create_schema(connection)
                 verify(backend, connection, expect=head, exact=True)
+                backend.record_schema(connection)
             session.after_commit()
             log.info("created %s at revision %s", display, head)
             return UpgradeOutcome("created", display, head)
         script = script_directory()
         plan = plan_for(display, state, known_revision_check(script), backend.unchanged)
         if plan == "current":
+            verify_unchanged_schema(backend, session, state, head)
             return UpgradeOutcome("current", display, head, head)
         if plan == "adopt":
             session.check_legacy(script)
@@ -274,6 +317,7 @@ def ensure_current(
             config.attributes["on_version_apply"] = progress_hook(script, start, progress)
             command.upgrade(config, "head")
             verify(backend, connection, expect=head)
+            backend.record_schema(connection)
         session.after_commit()
     outcome = UpgradeOutcome(
         "adopted" if plan == "adopt" else "upgraded", display, head, from_revision, backup, note
@@ -313,6 +357,8 @@ def command_line_migration(
         ) as connection:
             if plan == "adopt" and not read_only:
                 stamp_revision(connection, recorded_history().baseline)
+            if plan == "current" and state.schema_unverified and not read_only:
+                refuse_drift(backend, connection, recorded_history().head)
             yield connection
             # Commands that only read (check, autogenerate) write nothing: nothing to verify.
             # What was written is verified against the schema its revision promises, never
@@ -323,5 +369,7 @@ def command_line_migration(
                     for r in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
                 ]
                 verify(backend, connection, expect=versions[0] if versions else None)
+            if not read_only:
+                backend.record_schema(connection)
         if not read_only:
             session.after_commit()

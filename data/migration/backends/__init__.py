@@ -78,6 +78,11 @@ class Backend(ABC):
     ) -> contextlib.AbstractContextManager[Session]:
         """The lock, held for the whole turn."""
 
+    def record_schema(self, connection: Connection) -> None:  # noqa: B027 (optional)
+        """Last, before a commit that wrote: note the schema just verified, so a later start
+        can tell cheaply whether it was changed outside the migrations (nothing by default:
+        a server keeps no such cookie)."""
+
     @abstractmethod
     def foreign_key_violations(self, connection: Connection) -> list[tuple[Any, ...]]:
         """Rows pointing at missing rows: (table, rowid, parent) each."""
