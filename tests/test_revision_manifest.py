@@ -129,12 +129,12 @@ def test_an_edited_unreleased_revision_is_re_recorded_and_a_released_one_refused
     db_path = tmp_path / "unused.db"
     written = project.add(Revision("0a1b2c3d4e5f", upgrade="pass"))
     schema_file = root / "migrations" / SCHEMAS_FOLDER / "0a1b2c3d4e5f.json"
-    assert "pronouns" not in schema_file.read_text()
+    assert '"scratch_pronouns"' not in schema_file.read_text()
 
     # Reviewing and editing a revision that never left the machine: plain --update.
     text = written.read_text().replace(
         "    pass\n",
-        '    op.add_column("clients", sa.Column("pronouns", sa.String(40), nullable=True))\n',
+        '    op.add_column("clients", sa.Column("scratch_pronouns", sa.String(40), nullable=True))\n',
         1,
     )
     written.write_text(text)
@@ -143,7 +143,7 @@ def test_an_edited_unreleased_revision_is_re_recorded_and_a_released_one_refused
     assert "0a1b2c3d4e5f" in stale.stderr and "--update" in stale.stderr
     updated = run_in(root, "-m", "data.db.revisions", "--update", db_path=db_path)
     assert updated.returncode == 0, updated.stderr
-    assert "pronouns" in schema_file.read_text()
+    assert '"scratch_pronouns"' in schema_file.read_text()
     assert run_in(root, "-m", "data.db.revisions", "--check", db_path=db_path).returncode == 0
 
     # Once committed to the shared history it is released: the same edit is refused.

@@ -253,8 +253,8 @@ CHANGES = [
     Change(
         "add-check",
         "deposit within the price",
-        ((SESSION, '        CheckConstraint("price_cents >= 0", name="price_not_negative"),\n',
-          '        CheckConstraint("price_cents >= 0", name="price_not_negative"),\n'
+        ((SESSION, '    __table_args__ = (\n',
+          '    __table_args__ = (\n'
           '        CheckConstraint("deposit_cents <= price_cents", name="deposit_within_price"),\n'),),
         ("create_check_constraint",),
         by_hand=(
