@@ -12,6 +12,8 @@ import errno
 import os
 import sqlite3
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 # What callers catch from the driver: every error a plain connection can raise.
@@ -45,6 +47,59 @@ def connect(path: Path | str, *, timeout: float = 30.0, read_only: bool = False)
 def backup(source: Connection, target: Connection) -> None:
     """Copy ``source`` into ``target`` page by page, consistently (SQLite's online backup API)."""
     source.backup(target)
+
+
+class WriteLockTimeoutError(Exception):
+    """Another connection kept the target's write lock past the deadline; nothing was written."""
+
+
+def overwrite_holding_the_lock(
+    source: Connection,
+    target: Connection,
+    *,
+    once_locked: Callable[[], None],
+    deadline: float,
+) -> None:
+    """Replace ``target``'s content with ``source``'s as one write transaction of ``target``.
+
+    ``once_locked`` runs after the target's write lock is taken and before anything is
+    committed: no other connection can commit from then until the copy is in place, and in
+    WAL mode other connections still read the last commit (so ``once_locked`` can copy it).
+
+    Why the online backup API, driven one page at a time: a page copy is the only way to put
+    another file's pages in place (``sqlite_dbpage`` is not compiled in), and the API refuses a
+    target connection that holds an explicit transaction ("destination database is in use")
+    and a source that holds a write transaction (it answers SQLITE_BUSY forever). A backup
+    in progress keeps the target's write lock between steps, so the callback after the first
+    step is the moment the lock is held and nothing is committed. A source of one page would
+    be done (committed) in that first step: refused. ``deadline`` (``time.monotonic()``)
+    bounds the wait for another writer; past it the backup is abandoned and rolled back and
+    ``WriteLockTimeoutError`` raised.
+    """
+    (pages,) = source.execute("PRAGMA page_count").fetchone()
+    if pages < 2:
+        raise ValueError("a database of one page holds no tables: nothing to restore")
+    called = False
+
+    def step(status: int, _remaining: int, _total: int) -> None:
+        nonlocal called
+        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if time.monotonic() > deadline:
+                raise WriteLockTimeoutError
+            return
+        if not called:
+            called = True  # the first step that copied a page: the lock is held, not committed
+            once_locked()
+
+    target.execute(f"PRAGMA busy_timeout = {_BUSY_SLICE_MS}")
+    source.backup(target, pages=1, progress=step, sleep=_BUSY_SLICE_MS / 1000)
+    if not called:  # pragma: no cover - ruled out by the page count above
+        raise RuntimeError("the copy finished before the target's write lock was seen")
+
+
+# Each try for the target's write lock waits this long (the busy handler), then the deadline
+# is checked: a writer that commits is followed within about this much.
+_BUSY_SLICE_MS = 50
 
 
 def is_busy(exc: BaseException) -> bool:
