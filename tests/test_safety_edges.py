@@ -17,7 +17,7 @@ from data.db.sqlite_file import inspect_sqlite_file
 from tests.conftest import legacy_database, run_python, sha256, sqlite_url, subprocess_env
 from tests.scratch import ScratchProject, query
 from tests.studio_data import seed_baseline_rows, studio_invariants
-from tests.test_safety_upgrade import BROKEN, make_studio, state
+from tests.test_safety_upgrade import BROKEN, _touch_client, make_studio, state
 
 
 def _crash_mid_checkpoint(folder: Path) -> Path:
@@ -75,7 +75,8 @@ def test_the_copy_kept_aside_by_a_restore_is_never_rotated_away(tmp_path: Path) 
     db = make_studio(tmp_path / "inklink.db")
     first = backup_database(db, label="first")
     aside = restore_backup(first, db)
-    for n in range(7):
+    for n in range(7):  # each of another state: an unchanged file is not copied twice
+        _touch_client(db, n)
         backup_database(db, label=f"later{n}")
     assert aside.is_file()
     assert aside not in list_backups(db)

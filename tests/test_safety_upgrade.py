@@ -243,9 +243,19 @@ def test_outcome_progress_and_backup_of_an_upgrade(tmp_path: Path) -> None:
     assert len(list_backups(db)) == 1
 
 
+def _touch_client(db: Path, n: int) -> None:
+    connection = sqlite3.connect(db)
+    with connection:
+        connection.execute("UPDATE clients SET notes = ? WHERE id = 1", (f"change {n}",))
+    connection.close()
+
+
 def test_only_the_newest_five_backups_are_kept(tmp_path: Path) -> None:
     db = make_studio(tmp_path / "inklink.db")
-    made = [backup_database(db, label=f"n{n}") for n in range(7)]
+    made = []
+    for n in range(7):  # each of another state: an unchanged file is not copied twice
+        _touch_client(db, n)
+        made.append(backup_database(db, label=f"n{n}"))
     assert list_backups(db) == sorted(made[2:], reverse=True)
     assert not list(db.parent.joinpath("backups").glob("*.partial"))
 

@@ -1,15 +1,24 @@
-"""Consistent copies of the database through SQLite's online backup API, and restoring one."""
+"""Consistent copies of the database through SQLite's online backup API, and restoring one.
+
+What the data layer made is written down in a record beside the database
+(``<name>.backups.json``, e.g. ``inklink.db.backups.json``): each copy's file name, when it was
+made (UTC), the revision, its size and a fingerprint of the source file. Listing and rotation
+trust the record, never file names or modification times: a file in ``backups/`` that the
+record does not name is never listed nor deleted.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import errno
+import json
 import logging
 import os
-import re
+import time
 from pathlib import Path
+from typing import Any
 
-from data.db.errors import BackupError, DataLayerError
+from data.db.errors import UNCHANGED, BackupError, DatabaseBusyError, DataLayerError
 from data.db.file_modes import create_private_file, make_private_folder
 from data.migration import raw_sqlite
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
@@ -19,6 +28,17 @@ log = logging.getLogger(__name__)
 
 BACKUP_FOLDER = "backups"
 KEEP_BACKUPS = 5
+RECORD_SUFFIX = ".backups.json"
+RECORD_FORMAT = 1
+# A copy made before an upgrade, listed and rotated; a database a restore replaced, kept
+# (never listed, never rotated).
+BACKUP, REPLACED = "backup", "replaced"
+# A file written this recently cannot be told unchanged by its modification time: the
+# clock that stamps files ticks in milliseconds (2 s on FAT), so a second write within the
+# same tick would leave the stamp as it was. Such a fingerprint is not recorded.
+SETTLE_SECONDS = 2.0
+
+Fingerprint = dict[str, Any]
 
 
 def backup_folder(db_path: Path) -> Path:
@@ -26,19 +46,134 @@ def backup_folder(db_path: Path) -> Path:
     return db_path.parent / BACKUP_FOLDER
 
 
-def _backup_pattern(db_path: Path) -> re.Pattern[str]:
-    # <stem>-<UTC stamp>-<label>.db, and nothing else: a neighbouring database's backups
-    # (inklink-old-...) and the copies restore keeps aside are never listed or rotated.
-    return re.compile(rf"{re.escape(db_path.stem)}-\d{{8}}T\d{{12}}Z-[\w.-]+\.db")
+def record_path(db_path: Path) -> Path:
+    """The record of the copies made of ``db_path``: beside it, one per database."""
+    return db_path.with_name(db_path.name + RECORD_SUFFIX)
+
+
+# --- the record ------------------------------------------------------------------------------
+
+
+def _empty_record(db_path: Path) -> dict[str, Any]:
+    return {"format": RECORD_FORMAT, "database": db_path.name, "next_seq": 1, "copies": []}
+
+
+def _read_record(db_path: Path, *, to_write: bool = False) -> dict[str, Any]:
+    """The record, or an empty one. A damaged record is never trusted (nothing it names is
+    listed or deleted); before a new one replaces it, it is kept aside, never lost."""
+    path = record_path(db_path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or not isinstance(record.get("copies"), list):
+            raise ValueError("not a record of backups")
+        if not isinstance(record.get("next_seq"), int):
+            raise ValueError("no sequence number")
+        return record
+    except FileNotFoundError:
+        return _empty_record(db_path)
+    except (OSError, ValueError) as exc:
+        log.warning("the backup record %s cannot be read (%s)", path, exc)
+        if to_write:
+            kept = path.with_name(f"{path.name}.damaged-{_stamp()}")
+            os.replace(path, kept)
+            log.warning("kept the unreadable backup record as %s", kept)
+        return _empty_record(db_path)
+
+
+def _write_record(db_path: Path, record: dict[str, Any]) -> None:
+    """Write the record whole or not at all: a temporary file, flushed, then renamed."""
+    path = record_path(db_path)
+    partial = path.with_name(path.name + ".partial")
+    data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(descriptor, data)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.replace(partial, path)
+    _sync_folder(path.parent)
+
+
+def _recorded(db_path: Path, kind: str) -> list[dict[str, Any]]:
+    """The record's entries of ``kind`` whose file is still there as made, newest first.
+
+    Ordered by the sequence in which they were made, which is the order of their recorded
+    ``made_at`` unless the clock was moved back meanwhile: then the copy made last still
+    comes first (a wrong clock never keeps a stale copy on top).
+    """
+    folder = backup_folder(db_path)
+    found = []
+    for entry in _read_record(db_path)["copies"]:
+        if entry.get("kind") != kind:
+            continue
+        try:
+            if (folder / entry["file"]).stat().st_size != entry["size"]:
+                continue  # another file now bears the name: not what was made
+        except (OSError, KeyError, TypeError):
+            continue
+        found.append(entry)
+    return sorted(found, key=lambda entry: int(entry.get("seq", 0)), reverse=True)
 
 
 def list_backups(db_path: Path) -> list[Path]:
-    """The backups made before upgrades of ``db_path``, newest first."""
+    """The backups the data layer made of ``db_path`` (before upgrades), newest first."""
     folder = backup_folder(db_path)
-    if not folder.is_dir():
-        return []
-    pattern = _backup_pattern(db_path)
-    return sorted((path for path in folder.iterdir() if pattern.fullmatch(path.name)), reverse=True)
+    return [folder / str(entry["file"]) for entry in _recorded(db_path, BACKUP)]
+
+
+# --- the fingerprint -------------------------------------------------------------------------
+
+
+def source_fingerprint(db_path: Path) -> Fingerprint | None:
+    """What tells, without reading the database, that it is unchanged since a backup.
+
+    The file's identity (device, inode), size, modification and status-change times and the
+    header's file change counter, and the same for a ``-wal`` or ``-journal`` beside it
+    holding frames (a WAL's header carries its checkpoint sequence and salts, which change
+    when it is reused). Every commit changes one of these: in WAL mode it appends or rewrites
+    WAL frames (and a checkpoint rewrites the file). None when any of them was written less
+    than SETTLE_SECONDS ago, since a second write in the same clock tick would not show.
+    """
+    now_ns = time.time_ns()
+    try:
+        status = db_path.stat()
+        header = raw_sqlite.read_header(db_path)
+    except OSError:
+        return None
+    stamps = [status.st_mtime_ns]
+    fingerprint: Fingerprint = {
+        "device": status.st_dev,
+        "inode": status.st_ino,
+        "size": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+        "ctime_ns": status.st_ctime_ns,
+        "change_counter": int.from_bytes(header[24:28], "big"),
+    }
+    for suffix in ("-wal", "-journal"):
+        side = db_path.with_name(db_path.name + suffix)
+        try:
+            side_status = side.stat()
+            side_header = raw_sqlite.read_header(side, 32) if side_status.st_size else b""
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        if not side_status.st_size:
+            continue  # an empty WAL (a reader's) holds nothing
+        stamps.append(side_status.st_mtime_ns)
+        fingerprint[suffix[1:]] = {
+            "inode": side_status.st_ino,
+            "size": side_status.st_size,
+            "mtime_ns": side_status.st_mtime_ns,
+            "header": side_header.hex(),
+        }
+    if now_ns - max(stamps) < SETTLE_SECONDS * 1e9:
+        return None
+    return fingerprint
+
+
+# --- making copies ---------------------------------------------------------------------------
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -87,13 +222,67 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def _add_to_record(db_path: Path, target: Path, kind: str, **fields: Any) -> dict[str, Any]:
+    """Record a copy just renamed into place; returns its entry.
+
+    Entries are dicts kept as read: fields a newer version adds (row counts, verification)
+    survive this version's rewrites.
+    """
+    record = _read_record(db_path, to_write=True)
+    entry: dict[str, Any] = {
+        "file": target.name,
+        "kind": kind,
+        "seq": record["next_seq"],
+        "made_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        "size": target.stat().st_size,
+        **fields,
+    }
+    record["next_seq"] += 1
+    record["copies"].append(entry)
+    _write_record(db_path, record)
+    return entry
+
+
+def _rotate(db_path: Path, keep: int, made: Path) -> None:
+    """Delete recorded backups beyond the newest ``keep``; nothing the record does not name."""
+    folder = backup_folder(db_path)
+    doomed = {entry["file"] for entry in _recorded(db_path, BACKUP)[keep:]} - {made.name}
+    if not doomed:
+        return
+    for name in sorted(doomed):
+        (folder / name).unlink(missing_ok=True)
+        log.info("removed old backup %s", folder / name)
+    record = _read_record(db_path, to_write=True)
+    record["copies"] = [
+        entry
+        for entry in record["copies"]
+        if not (entry.get("kind") == BACKUP and entry.get("file") in doomed)
+    ]
+    _write_record(db_path, record)
+
+
 def backup_database(db_path: Path, *, label: str, keep: int = KEEP_BACKUPS) -> Path:
-    """Copy ``db_path`` into the backup folder and keep only the newest ``keep`` copies."""
+    """Copy ``db_path`` into the backup folder, record it, keep only the newest ``keep``.
+
+    When the file is unchanged since the newest recorded backup (same fingerprint), that
+    backup is returned and nothing is copied or rotated: a start that fails the same way
+    every time never pushes older history out. ``label`` is the revision the file is at.
+    Callers hold the migration lock (the runner does), so the record has one writer.
+    """
     folder = backup_folder(db_path)
     target = folder / f"{db_path.stem}-{_stamp()}-{label or 'none'}.db"
+    fingerprint = source_fingerprint(db_path)  # before the copy: the copy holds at least this
+    if fingerprint is not None:
+        newest = _recorded(db_path, BACKUP)[:1]
+        if newest and newest[0].get("source") == fingerprint:
+            existing = folder / str(newest[0]["file"])
+            log.info("%s is unchanged since its backup %s: not copied again", db_path, existing)
+            return existing
     try:
         make_private_folder(folder)
         _copy(db_path, target)
+        _add_to_record(db_path, target, BACKUP, revision=label or None, source=fingerprint)
+        _rotate(db_path, keep, target)
     except raw_sqlite.IO_ERRORS as exc:
         raise BackupError(
             str(db_path),
@@ -101,10 +290,6 @@ def backup_database(db_path: Path, *, label: str, keep: int = KEEP_BACKUPS) -> P
             "Free some disk space or fix the folder's permissions, then start again. "
             "The database was not changed.",
         ) from exc
-    for old in list_backups(db_path)[keep:]:
-        if old != target:
-            old.unlink(missing_ok=True)
-            log.info("removed old backup %s", old)
     log.info("backed up %s to %s", db_path, target)
     return target
 
@@ -113,13 +298,35 @@ def _stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+# --- restoring -------------------------------------------------------------------------------
+
+
+def _use_wal(db_path: Path, timeout: float) -> None:
+    """Put the file in the app's journal mode, so readers keep reading during the restore.
+
+    In rollback-journal mode the restore's write lock would also shut out the reader that
+    copies the current file aside. An app connection has already done this to any file it
+    opened; a missing file is created empty here.
+    """
+    connection = raw_sqlite.connect(db_path, timeout=max(timeout, 0.1))
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+    finally:
+        connection.close()
+
+
 def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = None) -> Path:
     """Replace the database at ``db_path`` with ``backup``; return where the old one was kept.
 
-    The backup is checked first (a SQLite file that passes its integrity check); the
-    current database is copied aside into the backup folder (as ``<stem>-replaced-<stamp>.db``,
-    never rotated away) before it is overwritten, and the whole restore holds the same lock
-    as a migration.
+    The backup is checked first (a SQLite file with tables that passes its integrity check).
+    Then, holding the migration lock and the database's own write lock for the whole
+    restore, the current database is copied aside into the backup folder (as
+    ``<stem>-replaced-<stamp>.db``, recorded, never listed or rotated away) and the backup's
+    pages are written over it in one transaction. No other window can commit in between, so
+    the copy kept aside holds every commit made before the restore. Readers keep reading the
+    old content until the restored one is committed. A window that starts a write meanwhile
+    waits (its busy timeout) and then writes to the restored database. Both locks are waited
+    for up to ``lock_timeout`` seconds in all, then DatabaseBusyError, with nothing changed.
     """
     display = str(db_path)
     try:
@@ -132,26 +339,44 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
             "Choose another backup (list_backups() lists them, newest first). The database "
             "was not changed.",
         ) from exc
-    if not state.exists or state.size == 0:
-        raise BackupError(display, f"the backup {backup} is empty or missing", "Choose another.")
+    if not state.exists or state.size == 0 or not state.tables:
+        raise BackupError(
+            display, f"the backup {backup} is empty or missing", "Choose another. " + UNCHANGED
+        )
     check_location(db_path)
-    with migration_lock(db_path, LOCK_TIMEOUT_SECONDS if lock_timeout is None else lock_timeout):
-        aside = backup_folder(db_path) / f"{db_path.stem}-replaced-{_stamp()}.db"
+    timeout = LOCK_TIMEOUT_SECONDS if lock_timeout is None else lock_timeout
+    deadline = time.monotonic() + timeout
+    with migration_lock(db_path, timeout):
+        folder = backup_folder(db_path)
+        aside = folder / f"{db_path.stem}-replaced-{_stamp()}.db"
         try:
-            make_private_folder(backup_folder(db_path))
-            if db_path.exists() and db_path.stat().st_size > 0:
-                _copy(db_path, aside)
+            had_content = db_path.exists() and db_path.stat().st_size > 0
+
+            def copy_aside() -> None:
+                # Runs holding the database's write lock: every commit so far is in the copy.
+                if had_content:
+                    _copy(db_path, aside)
+                    _add_to_record(db_path, aside, REPLACED, restored_from=str(backup))
+
+            make_private_folder(folder)
             create_private_file(db_path)  # a restore that creates the database: owner-only
+            _use_wal(db_path, deadline - time.monotonic())
             src = raw_sqlite.connect(backup, read_only=True)
             try:
                 dst = raw_sqlite.connect(db_path)
                 try:
-                    raw_sqlite.backup(src, dst)
+                    raw_sqlite.overwrite_holding_the_lock(
+                        src, dst, once_locked=copy_aside, deadline=deadline
+                    )
                 finally:
                     dst.close()
             finally:
                 src.close()
+        except raw_sqlite.WriteLockTimeoutError as exc:
+            raise _busy(display, timeout) from exc
         except raw_sqlite.IO_ERRORS as exc:
+            if raw_sqlite.is_busy(exc):
+                raise _busy(display, timeout) from exc
             raise BackupError(
                 display,
                 f"restoring {backup} failed ({exc})",
@@ -159,3 +384,12 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
             ) from exc
     log.info("restored %s from %s; the replaced database is at %s", db_path, backup, aside)
     return aside
+
+
+def _busy(display: str, timeout: float) -> DatabaseBusyError:
+    return DatabaseBusyError(
+        display,
+        f"another window kept writing to it for more than {timeout:.0f} seconds, so the "
+        "backup could not be restored",
+        "Close other InkLinkOS windows and tools using it, then restore again. " + UNCHANGED,
+    )
