@@ -148,3 +148,12 @@ def created_engine(app_engine: Engine, db_path: Path) -> Engine:
 
     assert ensure_current(app_engine).action == "created"
     return app_engine
+
+
+@pytest.fixture
+def world_readable_dir() -> Iterator[Path]:
+    """A folder every user can traverse (pytest's base temp is 0700, root's only)."""
+    folder = Path(tempfile.mkdtemp(prefix="inklink-perm-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

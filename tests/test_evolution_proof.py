@@ -115,8 +115,12 @@ def fill(path: Path, upgrade: str, downgrade: str | None = None) -> None:
 
 
 @pytest.mark.slow
-def test_five_realistic_changes_leave_the_suite_green_unedited(tmp_path: Path) -> None:
-    clone = Clone(tmp_path / "clone", with_tests=True)
+def test_five_realistic_changes_leave_the_suite_green_unedited(
+    tmp_path: Path, world_readable_dir: Path
+) -> None:
+    # Outside pytest's 0700 temp folder: the copy's own permission tests drop root, and the
+    # unprivileged child must still read the copy's code and migrations.
+    clone = Clone(world_readable_dir / "clone", with_tests=True)
     tests_before = tree_digest(clone.root / "tests")
     week = Week(clone, tmp_path / "authoring.db")
     start = len(clone.manifest())

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -197,15 +195,6 @@ def test_every_refusal_of_init_db_is_a_data_layer_error(tmp_path: Path, case: st
         assert took < BUSY_BOUND_SECONDS, f"refused only after {took:.0f} s"
 
 
-@pytest.fixture
-def world_readable_dir() -> Iterator[Path]:
-    """A folder every user can traverse (pytest's base temp is 0700, root's only)."""
-    path = Path(tempfile.mkdtemp(prefix="inklink-perm-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def _init_db_as_nobody(db: Path) -> dict[str, object]:
     """init_db() pointed at ``db``, in a forked child that has dropped root for 'nobody'.
 
@@ -214,6 +203,12 @@ def _init_db_as_nobody(db: Path) -> dict[str, object]:
     """
     import pwd
 
+    # Everything init_db() may import lazily, loaded while root can still read the project
+    # (a copy of it under pytest's 0700 temp folder is out of 'nobody''s reach).
+    import data.db.fast_path
+    import data.migration.backends.sqlite
+    import data.migration.revision_lint
+    import data.migration.runner  # noqa: F401
     from data.db import session
     from data.db.session import create_app_engine
     from tests.conftest import sqlite_url

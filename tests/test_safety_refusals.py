@@ -6,8 +6,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -181,15 +180,6 @@ def test_alembic_command_adopts_a_legacy_database_too(tmp_path: Path) -> None:
     run_alembic("upgrade", "head", db_path=db)
     assert query(db, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
     assert studio_invariants(db) == before
-
-
-@pytest.fixture
-def world_readable_dir() -> Iterator[Path]:
-    """A folder every user can traverse (pytest's base temp is 0700, root's only)."""
-    folder = Path(tempfile.mkdtemp(prefix="inklink-perm-", dir="/tmp"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _as_nobody(action: Callable[[], str]) -> str:
