@@ -13,7 +13,7 @@ from data.db.file_modes import is_shared
 from data.db.head import recorded_history
 from data.db.outcome import UpgradeOutcome
 from data.db.policy import read_only_options
-from data.migration.raw_sqlite import is_wal_header, read_header
+from data.migration.raw_sqlite import is_wal_header, read_header, unvouched_side_files
 
 
 def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
@@ -36,6 +36,10 @@ def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
         except OSError:
             return None
         if not is_wal_header(header):
+            return None
+        # A -wal or hot -journal nothing ties to this file would be replayed into it by the
+        # first open: the runner keeps a copy of everything first, and says so.
+        if unvouched_side_files(db_path):
             return None
         display = db_path
         # The version, and SQLite's schema cookie against the one the runner recorded when

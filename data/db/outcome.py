@@ -50,13 +50,14 @@ class UpgradeOutcome:
     def describe(self) -> str:
         """One line for a log or a splash screen."""
         if self.action == "created":
-            return f"created a new database at revision {self.to_revision}: {self.database}"
-        if self.action == "current":
-            return f"database is current at revision {self.to_revision}: {self.database}"
-        text = (
-            f"{self.action} database from revision {self.from_revision or 'none'} "
-            f"to {self.to_revision}: {self.database}"
-        )
+            text = f"created a new database at revision {self.to_revision}: {self.database}"
+        elif self.action == "current":
+            text = f"database is current at revision {self.to_revision}: {self.database}"
+        else:
+            text = (
+                f"{self.action} database from revision {self.from_revision or 'none'} "
+                f"to {self.to_revision}: {self.database}"
+            )
         if self.backup_path is not None:
             text += f" (backup: {self.backup_path})"
         if self.note:

@@ -14,6 +14,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -393,3 +394,29 @@ def _busy(display: str, timeout: float) -> DatabaseBusyError:
         "backup could not be restored",
         "Close other InkLinkOS windows and tools using it, then restore again. " + UNCHANGED,
     )
+
+
+def keep_before_recovery(db_path: Path) -> Path:
+    """Copy the database and every side file beside it, byte for byte, before SQLite opens it.
+
+    SQLite replays a ``-wal`` or hot ``-journal`` into the database on first open, whatever
+    database it came from. This copy, taken first, is the way back when a side file did not
+    belong: ``backups/<stem>-before-recovery-<stamp>/`` (owner-only, flushed), never rotated.
+    """
+    folder = backup_folder(db_path) / f"{db_path.stem}-before-recovery-{_stamp()}"
+    make_private_folder(backup_folder(db_path))
+    make_private_folder(folder)
+    for source in (db_path, *(raw_sqlite.side_file(db_path, s) for s in raw_sqlite.SIDE_SUFFIXES)):
+        if not source.is_file():
+            continue
+        target = folder / source.name
+        with (
+            source.open("rb") as handle,
+            open(target, "xb", opener=lambda p, f: os.open(p, f, 0o600)) as out,
+        ):
+            shutil.copyfileobj(handle, out)
+            out.flush()
+            os.fsync(out.fileno())
+    _sync_folder(folder)
+    log.warning("kept %s and its side files as they were in %s, before recovery", db_path, folder)
+    return folder

@@ -141,3 +141,52 @@ def is_wal_header(header: bytes) -> bool:
         and header[:16] == SQLITE_MAGIC
         and header[_WRITE_VERSION_OFFSET] == _WAL_FORMAT
     )
+
+
+# The side files SQLite replays into a database when it opens it.
+WAL_SUFFIX, SHM_SUFFIX, JOURNAL_SUFFIX = "-wal", "-shm", "-journal"
+SIDE_SUFFIXES = (WAL_SUFFIX, SHM_SUFFIX, JOURNAL_SUFFIX)
+_WAL_HEADER_SIZE = 32
+_WAL_SALTS = slice(16, 24)  # the WAL header's two salts, big-endian
+# The wal-index (-shm) header keeps a byte copy of the salts of the WAL it indexes
+# (WalIndexHdr.aSalt, after iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame,
+# nPage and aFrameCksum): a -wal whose salts differ was not written beside this -shm.
+_SHM_SALTS = slice(32, 40)
+_SHM_HEADER_SIZE = 48
+# The first bytes of a rollback journal that SQLite will play back (a zeroed header is not).
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
+
+
+def side_file(path: Path | str, suffix: str) -> Path:
+    return Path(str(path) + suffix)
+
+
+def unvouched_side_files(path: Path | str) -> list[Path]:
+    """Side files SQLite would replay into ``path`` that nothing ties to this database.
+
+    A hot rollback journal always counts: its header names no database. A ``-wal`` with
+    frames counts unless the ``-shm`` beside it indexes exactly that WAL (same salts), as it
+    does while other windows have the database open and after a crash of this database's
+    own connections. A few small reads; no SQLite.
+    """
+    found: list[Path] = []
+    journal = side_file(path, JOURNAL_SUFFIX)
+    try:
+        if read_header(journal, len(_JOURNAL_MAGIC)) == _JOURNAL_MAGIC:
+            found.append(journal)
+    except OSError:
+        pass
+    wal, shm = side_file(path, WAL_SUFFIX), side_file(path, SHM_SUFFIX)
+    try:
+        if os.stat(wal).st_size <= _WAL_HEADER_SIZE:
+            return found  # no frames: nothing to replay
+        salts = read_header(wal, _WAL_HEADER_SIZE)[_WAL_SALTS]
+    except OSError:
+        return found
+    try:
+        vouched = read_header(shm, _SHM_HEADER_SIZE)[_SHM_SALTS] == salts
+    except OSError:
+        vouched = False
+    if not vouched:
+        found.append(wal)
+    return found

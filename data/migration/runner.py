@@ -296,12 +296,12 @@ def ensure_current(
                 backend.record_schema(connection)
             session.after_commit()
             log.info("created %s at revision %s", display, head)
-            return UpgradeOutcome("created", display, head)
+            return UpgradeOutcome("created", display, head, note=session.note)
         script = script_directory()
         plan = plan_for(display, state, known_revision_check(script), backend.unchanged)
         if plan == "current":
             verify_unchanged_schema(backend, session, state, head)
-            return UpgradeOutcome("current", display, head, head)
+            return UpgradeOutcome("current", display, head, head, note=session.note)
         if plan == "adopt":
             session.check_legacy(script)
         from_revision = state.versions[0] if state.versions else None
@@ -319,8 +319,9 @@ def ensure_current(
             verify(backend, connection, expect=head)
             backend.record_schema(connection)
         session.after_commit()
+    notes = " ".join(n for n in (session.note, note) if n)
     outcome = UpgradeOutcome(
-        "adopted" if plan == "adopt" else "upgraded", display, head, from_revision, backup, note
+        "adopted" if plan == "adopt" else "upgraded", display, head, from_revision, backup, notes
     )
     log.info("%s", outcome.describe())
     return outcome

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 class Session(ABC):
     """One locked turn at a database: everything from the re-read to the commit."""
 
+    #: Something the app should show whatever the outcome (a side file SQLite applied).
+    note: str = ""
+
     @abstractmethod
     def read_state(self) -> FileState:
         """Tables and recorded revisions, read under the lock (refusing an unusable database)."""

@@ -31,7 +31,7 @@ from data.db.file_modes import create_private_file, tighten
 from data.db.head import RECORD_COMMAND, exported_schema, recorded_history
 from data.db.policy import create_migration_engine
 from data.migration import backends, raw_sqlite
-from data.migration.backup import backup_database, backup_folder
+from data.migration.backup import backup_database, backup_folder, keep_before_recovery
 from data.migration.file_lock import migration_lock
 from data.migration.legacy import refuse_legacy_mismatch
 from data.migration.schema import Snapshot, sqlite_query, sqlite_snapshot
@@ -159,8 +159,20 @@ class FileSession(backends.Session):
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.path = backend.path
+        self.kept: Path | None = None
 
     def read_state(self) -> FileState:
+        # A -wal or hot -journal nothing ties to this file is replayed into it by the first
+        # open, whatever database it came from: keep everything as it is first.
+        replayed = raw_sqlite.unvouched_side_files(self.path)
+        if replayed:
+            self.kept = keep_before_recovery(self.path)
+            self.note = (
+                f"SQLite found {', '.join(p.name for p in replayed)} beside the database "
+                "(left by a crash, or copied there from elsewhere) and applied it; the "
+                f"database as it was before, with its side files, is kept in {self.kept}. "
+                "If clients or payments are missing, contact support before working on."
+            )
         return inspect_sqlite_file(self.path)
 
     def check_legacy(self, script: ScriptDirectory) -> None:
@@ -225,7 +237,20 @@ class Backend(backends.Backend):
             # Under the lock, before anything else: whatever an older version, a deploy's
             # umask or a copy left readable by other accounts is made owner-only (and logged).
             tighten(owned_files(self.path))
-            yield FileSession(self)
+            session = FileSession(self)
+            try:
+                yield session
+            except DataLayerError as exc:
+                if session.kept is None or type(exc).__init__ is not DataLayerError.__init__:
+                    raise
+                # "The file was not changed" is no longer true: SQLite applied a side file.
+                raise type(exc)(
+                    exc.database,
+                    exc.found,
+                    exc.action.replace(UNCHANGED, "").strip()
+                    + f" Before this, SQLite applied a side file found beside the database; "
+                    f"the database as it was, with its side files, is kept in {session.kept}.",
+                ) from exc
 
     def record_schema(self, connection: Connection) -> None:
         # SQLite bumps schema_version at every schema change; user_version is the
