@@ -156,6 +156,18 @@ def _birthdays_column_back(connection: sqlite3.Connection) -> None:
     assert "date_of_birth" in _columns(connection, "clients")
 
 
+def _display_names_filled(connection: sqlite3.Connection) -> None:
+    clients = connection.execute("SELECT count(*) FROM clients").fetchone()[0]
+    filled = connection.execute(
+        "SELECT count(*) FROM clients WHERE display_name = first_name || ' ' || last_name"
+    ).fetchone()[0]
+    assert clients > 0 and filled == clients, (filled, clients)
+
+
+def _no_display_names(connection: sqlite3.Connection) -> None:
+    assert "display_name" not in _columns(connection, "clients")
+
+
 def _consent_forms(connection: sqlite3.Connection) -> None:
     assert connection.execute("SELECT count(*) FROM consent_forms").fetchone() == (0,)
     _has("fk_consent_forms_client_id_clients")(connection)
@@ -189,6 +201,31 @@ class ConsentForm(Base):
 '''
 
 CHANGES = [
+    Change(
+        "data-step-fills-a-new-column",
+        "show each client by one name",
+        ((CLIENT, PHONE, PHONE + "    display_name: Mapped[str | None] = mapped_column(String(201))\n"),),
+        ("live_table(\"clients\")",),
+        by_hand=(
+            """
+            # The table as it is at this revision, never the models (README, 'A data step').
+            from data.migration.data_steps import live_table
+
+            with op.batch_alter_table("clients", schema=None) as batch_op:
+                batch_op.add_column(sa.Column("display_name", sa.String(length=201), nullable=True))
+            clients = live_table("clients")
+            op.execute(
+                clients.update().values(display_name=clients.c.first_name + " " + clients.c.last_name)
+            )
+            """,
+            """
+            with op.batch_alter_table("clients", schema=None) as batch_op:
+                batch_op.drop_column("display_name")
+            """,
+        ),
+        after_upgrade=_display_names_filled,
+        after_downgrade=_no_display_names,
+    ),
     Change(
         "add-nullable-column",
         "add clients.instagram",
