@@ -188,3 +188,4 @@ def test_five_realistic_changes_leave_the_suite_green_unedited(
     tail = "\n".join(result.stdout.splitlines()[-40:])
     assert result.returncode == 0, f"the suite failed on the evolved copy:\n{tail}\n{result.stderr}"
     assert " passed" in tail and " failed" not in tail
+    print("the evolved copy's suite:", tail.splitlines()[-1])  # shown with pytest -s
