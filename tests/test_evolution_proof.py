@@ -178,7 +178,7 @@ def test_five_realistic_changes_leave_the_suite_green_unedited(
     env.pop("DB_PATH")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", "-x"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
         cwd=clone.root,
         env={**env, "INKLINK_REQUIRE_POSTGRES": os.environ.get("INKLINK_REQUIRE_POSTGRES", "")},
         capture_output=True,

@@ -21,8 +21,8 @@ import pytest
 from data.db import errors
 from data.db.errors import DataLayerError
 from tests.conftest import PROJECT_ROOT, legacy_database, run_python, subprocess_env
+from tests.studio_data import seed_baseline_rows
 from tests.test_safety_refusals import (
-    _plain_copy,
     corrupted_pages,
     legacy_mismatch,
     not_a_database,
@@ -128,12 +128,10 @@ def small_disk(world_readable: Path) -> Iterator[Path]:
 
 
 def too_big_for_the_disk(path: Path) -> None:
-    make_studio(path, clients=1000)
-    _plain_copy(path)
-    connection = sqlite3.connect(path)
-    with connection:  # made before migrations existed: adopting it rewrites the file
-        connection.execute("DROP TABLE alembic_version")
-    connection.close()
+    # Made before migrations existed (the frozen first schema, whatever today's head is):
+    # adopting it backs it up and upgrades it, which needs room the small disk lacks.
+    legacy_database(path)
+    seed_baseline_rows(path, clients=1000)
 
 
 # case -> (make the file, the other window while init_db runs, environment, expected type)
