@@ -266,7 +266,7 @@ CHANGES = [
     Change(
         "widen-string",
         "allow longer phone numbers",
-        ((CLIENT, "String(40)", "String(64)"),),
+        ((CLIENT, PHONE, PHONE.replace("String(40)", "String(64)")),),
         ("batch_alter_table", "type_=sa.String(length=64)", "type_=sa.VARCHAR(length=40)"),
         after_upgrade=_phone(64),
         after_downgrade=_phone(40),
@@ -282,7 +282,7 @@ CHANGES = [
     Change(
         "add-unique-constraint",
         "one client per phone number",
-        ((CLIENT, "String(40))", "String(40), unique=True)"),),
+        ((CLIENT, PHONE, PHONE.replace("String(40))", "String(40), unique=True)")),),
         ('batch_op.create_unique_constraint(batch_op.f("uq_clients_phone")',),
         after_upgrade=_phone_unique,
         after_downgrade=_has("uq_clients_phone", present=False),
