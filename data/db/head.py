@@ -72,10 +72,10 @@ def read_history(migrations: Path) -> RecordedHistory:
         entries: list[dict[str, Any]] = json.loads(manifest.read_text(encoding="utf-8"))[
             "revisions"
         ]
+        revisions = tuple(str(entry["revision"]) for entry in entries)
+        files = tuple(str(entry["file"]) for entry in entries)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return RecordedHistory((), (), f"{manifest} cannot be read ({exc})")
-    revisions = tuple(str(entry["revision"]) for entry in entries)
-    files = tuple(str(entry["file"]) for entry in entries)
+        return RecordedHistory((), (), f"{manifest} cannot be read ({exc!r})")
     present = revision_file_names(migrations / "versions")
     unrecorded = sorted(present - set(files))
     missing = sorted(set(files) - present)

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import time
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,9 @@ def _copy(source: Path, target: Path) -> None:
     mid-copy never leaves something that looks like a backup.
     """
     partial = target.with_name(target.name + ".partial")
-    for stale in target.parent.glob("*.partial*"):
+    # Only this database's own leftovers: the folder may hold another database's copy in
+    # progress (its lock is its own).
+    for stale in target.parent.glob(f"{glob_escape(source.stem)}-*.partial*"):
         stale.unlink(missing_ok=True)
     try:
         if not create_private_file(partial):  # 0600 whatever the umask, before SQLite opens it
@@ -200,7 +203,8 @@ def _copy(source: Path, target: Path) -> None:
                 dst.close()
         finally:
             src.close()
-        descriptor = os.open(partial, os.O_RDONLY)
+        # Opened for writing: Windows flushes (FlushFileBuffers) only a writable handle.
+        descriptor = os.open(partial, os.O_RDWR | getattr(os, "O_BINARY", 0))
         try:
             os.fsync(descriptor)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,25 @@ from data.db.errors import (
 )
 from data.db.file_modes import OWNER_ONLY_FILE, tighten
 
+log = logging.getLogger(__name__)
+
+
 # How long a second window (or a deploy) waits for a running upgrade before giving up.
-LOCK_TIMEOUT_SECONDS = float(os.environ.get("INKLINK_LOCK_TIMEOUT", "120"))
+def _lock_timeout_seconds(default: float = 120.0) -> float:
+    raw = os.environ.get("INKLINK_LOCK_TIMEOUT", "").strip()
+    try:
+        seconds = float(raw) if raw else default
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses NaN; a negative wait would be forever
+        log.warning(
+            "INKLINK_LOCK_TIMEOUT=%r is not a number of seconds; waiting %.0f s", raw, default
+        )
+        return default
+    return seconds
+
+
+LOCK_TIMEOUT_SECONDS = _lock_timeout_seconds()
 
 
 @contextlib.contextmanager

@@ -28,7 +28,11 @@ def _columns(connection: Connection, table: str) -> list[str]:
 def _renamed(create_sql: str, table: str, new_name: str) -> str:
     """``create_sql`` (a CREATE TABLE for ``table``) creating ``new_name`` instead."""
     pattern = re.compile(
-        r"^\s*CREATE\s+TABLE\s+(?:\"" + re.escape(table) + r"\"|" + re.escape(table) + r")\b",
+        r"^\s*CREATE\s+TABLE\s+(?:\""
+        + re.escape(table)
+        + r"\"|"
+        + re.escape(table)
+        + r")(?=[\s(])",
         re.IGNORECASE,
     )
     renamed, count = pattern.subn(f"CREATE TABLE {_quote(new_name)}", create_sql, count=1)
