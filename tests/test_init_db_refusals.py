@@ -20,7 +20,13 @@ import pytest
 
 from data.db import errors
 from data.db.errors import DataLayerError
-from tests.conftest import PROJECT_ROOT, legacy_database, run_python, subprocess_env
+from tests.conftest import (
+    PROJECT_ROOT,
+    legacy_database,
+    run_python,
+    small_disk,
+    subprocess_env,
+)
 from tests.studio_data import seed_baseline_rows
 from tests.test_safety_refusals import (
     corrupted_pages,
@@ -108,23 +114,6 @@ def two_revisions(path: Path) -> None:
 
 def folder(path: Path) -> None:
     path.mkdir()
-
-
-@contextmanager
-def small_disk(world_readable: Path) -> Iterator[Path]:
-    mount_point = world_readable / "small-disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs here: {mounted.stderr}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
 
 
 def too_big_for_the_disk(path: Path) -> None:

@@ -37,6 +37,7 @@ from tests.conftest import (
     sqlite_url,
     subprocess_env,
 )
+from tests.conftest import small_disk as mounted_small_disk
 from tests.postgres import plain, schema_of, studio_at_head, versions
 from tests.scratch import Revision, ScratchProject, query
 from tests.studio_data import seed_baseline_rows, studio_invariants
@@ -175,19 +176,8 @@ needs_root = pytest.mark.skipif(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB file system of its own: too small for the backup and rebuilds of a big file."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs here: {mounted.stderr}")
-    try:
+    with mounted_small_disk(tmp_path) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
 
 
 @needs_root

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +22,15 @@ from data.db.errors import (
 from data.db.head import HEAD_REVISION
 from data.db.runner import ensure_current
 from data.db.session import create_app_engine
-from tests.conftest import LEGACY_SQL, legacy_database, run_alembic, run_python, sha256, sqlite_url
+from tests.conftest import (
+    LEGACY_SQL,
+    legacy_database,
+    run_alembic,
+    run_python,
+    sha256,
+    small_disk,
+    sqlite_url,
+)
 from tests.scratch import query
 from tests.studio_data import seed_baseline_rows, studio_invariants
 from tests.test_safety_upgrade import make_studio
@@ -241,16 +248,7 @@ def test_folder_the_user_cannot_write_is_refused(world_readable_dir: Path) -> No
 def test_too_little_free_disk_is_refused_before_anything_is_written(
     world_readable_dir: Path,
 ) -> None:
-    mount_point = world_readable_dir / "small-disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs here: {mounted.stderr}")
-    try:
+    with small_disk(world_readable_dir) as mount_point:
         # Made before migrations existed: adopting it backs it up and upgrades it to head.
         db = legacy_database(mount_point / "inklink.db")
         seed_baseline_rows(db, clients=1000)
@@ -262,5 +260,3 @@ def test_too_little_free_disk_is_refused_before_anything_is_written(
         assert str(db) in str(raised.value)
         assert sha256(db) == digest
         assert not (mount_point / "backups").exists()
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
