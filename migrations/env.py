@@ -29,6 +29,7 @@ from data.authoring import er_diagram
 from data.authoring.revisions import quick_problems, record_written
 from data.db.errors import DataLayerError, MigrationFailedError, SchemaVerificationError
 from data.db.session import DB_PATH, engine
+from data.migration import guards
 from data.migration.revision_lint import lint_files
 from data.migration.runner import LOCK_TIMEOUT_SECONDS, command_line_migration
 from data.models import Base
@@ -113,7 +114,9 @@ def refuse_unlinted_steps() -> Any:
 
 
 def configure_and_run(connection: Connection, *, guard: bool = False) -> None:
-    hooks = list(config.attributes.get("on_version_apply", ()))
+    # The storage guards follow every step's schema, in the same transaction.
+    hooks = [guards.Keeper(connection, context.script)]
+    hooks += list(config.attributes.get("on_version_apply", ()))
     if guard:
         hooks.append(refuse_unlinted_steps())
     context.configure(
@@ -155,6 +158,10 @@ def run_migrations_offline() -> None:
 
     def track(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
         applied.append(step.up_revision_id if step.is_upgrade else step.down_revision_ids[0])
+        # The storage guards, as the online run keeps them, for the schema of that revision.
+        if guards.active(context.script, applied[-1]):
+            for statement in guards.offline_statements(engine.dialect.name, applied[-1]):
+                ctx.impl.execute(statement)
 
     context.configure(
         url=engine.url,
@@ -208,8 +215,36 @@ def _connection_behind(handed: object) -> Iterator[Connection]:
     )
 
 
+def _writes_a_file_only() -> bool:
+    """``alembic revision`` without ``--autogenerate``: nothing to read from a database."""
+    command = getattr(config.cmd_opts, "cmd", None)
+    return (
+        command is not None
+        and command[0].__name__ == "revision"
+        and not getattr(config.cmd_opts, "autogenerate", False)
+    )
+
+
 def run_migrations_online() -> None:
     handed = config.attributes.get("connection")
+    if handed is None and _writes_a_file_only():
+        # Starting a revision by hand reads nothing: it never creates or opens the database
+        # (Alembic still wants a connection to ask for the current heads: an empty one).
+        from sqlalchemy import create_engine
+
+        scratch = create_engine("sqlite://")
+        try:
+            with scratch.connect() as connection:
+                context.configure(
+                    connection=connection,
+                    target_metadata=target_metadata,
+                    process_revision_directives=skip_empty_revisions,
+                )
+                with context.begin_transaction():
+                    context.run_migrations()
+        finally:
+            scratch.dispose()
+        return
     if isinstance(handed, Connection):
         # A program (init_db's runner, a test) owns the transaction and its policy.
         configure_and_run(handed)

@@ -159,7 +159,13 @@ def _big_studio(db: Path) -> None:
             "INSERT INTO transactions (client_id, session_id, kind, method, amount_cents,"
             " occurred_at, created_at) VALUES (?, ?, 'payment', 'cash', ?, ?, ?)",
             (
-                (n % 50 + 1, n % 50 + 1, 100 + n % 997, "2026-01-01 10:00:00.000000", "2026-01-01")
+                (
+                    n % 50 + 1,
+                    n % 50 + 1,
+                    100 + n % 997,
+                    "2026-01-01 10:00:00.000000",
+                    "2026-01-01 10:00:00.000000",
+                )
                 for n in range(ROWS - 250)
             ),
         )

@@ -26,6 +26,7 @@ from data.db.errors import (
 )
 from data.db.head import RecordedHistory, recorded_history
 from data.db.outcome import ProgressCallback, RevisionProgress, UpgradeOutcome
+from data.migration import guards
 from data.migration.backends import Backend, Session, backend_for
 from data.migration.backup import KEEP_BACKUPS
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
@@ -158,6 +159,8 @@ def create_schema(connection: Connection) -> None:
     from data.models import Base
 
     Base.metadata.create_all(connection)
+    if guards.active_in_chain(recorded_history().revisions):
+        guards.sync(connection)
     stamp_revision(connection, recorded_history().head)
 
 
