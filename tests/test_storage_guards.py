@@ -258,7 +258,7 @@ def test_a_later_revision_gets_guards_without_writing_any(tmp_path: Path) -> Non
     assert studio_invariants(db) == kept
     connection = sqlite3.connect(db)
     try:
-        with pytest.raises(sqlite3.IntegrityError, match="clients.alias length"):
+        with pytest.raises(sqlite3.IntegrityError, match=r"clients\.alias length"):
             connection.execute("UPDATE clients SET alias = 'much too long a name'")
         assert "nickname" not in " ".join(
             str(row[0]) for row in connection.execute("SELECT sql FROM sqlite_master")
