@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from data.db.errors import MigrationFailedError, WriteRefusedError
+from data.db.errors import MigrationFailedError, SchemaDriftError, WriteRefusedError
 from data.db.head import migrations_dir, recorded_history
 from data.db.runner import ensure_current
 from data.migration import guards
@@ -329,3 +329,18 @@ def test_a_server_with_unreadable_dates_is_refused_with_the_rows(
             assert (rows, version.scalar_one()) == (1, before_guards())
     finally:
         engine.dispose()
+
+
+def test_a_guard_dropped_by_another_tool_is_noticed_at_the_next_start(studio: Path) -> None:
+    connection = sqlite3.connect(studio)
+    with connection:
+        connection.execute('DROP TRIGGER "guard_transactions_update"')
+    connection.close()
+    before = sha256(studio)
+    engine = create_engine(sqlite_url(studio), poolclass=NullPool)
+    try:
+        with pytest.raises(SchemaDriftError, match="trigger guard_transactions_update is missing"):
+            ensure_current(engine)
+    finally:
+        engine.dispose()
+    assert sha256(studio) == before
