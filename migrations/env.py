@@ -115,7 +115,8 @@ def refuse_unlinted_steps() -> Any:
 
 def configure_and_run(connection: Connection, *, guard: bool = False) -> None:
     # The storage guards follow every step's schema, in the same transaction.
-    hooks = [guards.Keeper(connection, context.script)]
+    keeper = guards.Keeper(connection, context.script)
+    hooks: list[Any] = [keeper]
     hooks += list(config.attributes.get("on_version_apply", ()))
     if guard:
         hooks.append(refuse_unlinted_steps())
@@ -132,8 +133,11 @@ def configure_and_run(connection: Connection, *, guard: bool = False) -> None:
         process_revision_directives=skip_empty_revisions,
         on_version_apply=hooks,
     )
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        keeper.close()
 
 
 def _destination() -> str | Literal[False] | None:

@@ -344,3 +344,37 @@ def test_a_guard_dropped_by_another_tool_is_noticed_at_the_next_start(studio: Pa
     finally:
         engine.dispose()
     assert sha256(studio) == before
+
+
+@pytest.mark.slow
+def test_a_data_step_after_a_rebuild_is_checked_against_every_guard(tmp_path: Path) -> None:
+    """A rebuilt table has no guard triggers until the revision ends: what a data step writes
+    into it then is checked before commit, and the upgrade refused with the rows."""
+    clone = Clone(tmp_path / "project")
+    db = tmp_path / "studio.db"
+    ok(clone.alembic("upgrade", "head", db_path=db))
+    seed_baseline_rows(db, clients=3, payments_per_client=1)
+    ok(clone.alembic("revision", "-m", "pad names", db_path=db))
+    revision = clone.revision_file(clone.manifest()[-1])
+    source = revision.read_text()
+    steps = source[source.index("def upgrade") :]
+    revision.write_text(
+        source.replace(
+            steps,
+            'def upgrade() -> None:\n    """pad names"""\n'
+            '    with op.batch_alter_table("clients", recreate="always") as batch_op:\n'
+            '        batch_op.alter_column("phone", existing_type=sa.String(40))\n'
+            "    op.execute(\"UPDATE clients SET first_name = first_name || printf('%.120c', 'x') "
+            'WHERE id = 2")\n\n\n'
+            'def downgrade() -> None:\n    """Undo: pad names"""\n'
+            '    raise NotImplementedError("padded names cannot be told apart")\n',
+        )
+    )
+    ok(clone.python("-m", "data.authoring.revisions", "--update", db_path=db))
+    before = sha256(db)
+    refused = clone.alembic("upgrade", "head", db_path=db)
+    assert refused.returncode != 0
+    assert "clients row 2: a client's first name can be at most 100 characters long" in (
+        refused.stdout + refused.stderr
+    )
+    assert sha256(db) == before

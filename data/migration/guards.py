@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 
 from data.db.errors import MigrationFailedError
 from data.models.rules import GUARD_CHECK_SUFFIX, guard_message, guard_sentence
@@ -210,27 +210,51 @@ def sqlite_triggers(connection: Connection) -> dict[str, tuple[str, str]]:
     }
 
 
-def total_changes(connection: Connection) -> int:
-    """Rows this connection has inserted, updated or deleted since it opened (SQLite)."""
-    if connection.dialect.name != "sqlite":
-        return 0
-    return int(connection.exec_driver_sql("SELECT total_changes()").scalar_one())
+# The table a data-changing statement writes: INSERT/REPLACE INTO t, UPDATE t, DELETE FROM t.
+_DML = re.compile(
+    r"^\s*(?:(?:INSERT|REPLACE)(?:\s+OR\s+\w+)?\s+INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)"
+    r"\s+[\"`\[]?(\w+)",
+    re.IGNORECASE,
+)
+_COPY_PREFIX = "_alembic_tmp_"
 
 
-@dataclass
-class Before:
-    """What sync needs to know from before a revision ran: the guard triggers it found, and
-    how many rows the connection had changed (a revision that changed none only added
-    columns, whose rows all hold the column's default)."""
+class Watch:
+    """What one revision did that the guards must know: the guard triggers there were before
+    it, and which tables it wrote rows into (a batch rebuild's copy into ``_alembic_tmp_<t>``
+    counts as a copy of ``t``, whose rows were guarded already; any other write counts as a
+    write, and a statement that cannot be read as one marks every table written)."""
 
-    triggers: dict[str, tuple[str, str]]
-    changes: int
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        sqlite = connection.dialect.name == "sqlite"
+        self.triggers = sqlite_triggers(connection) if sqlite else {}
+        self.written: set[str] = set()
+        self.copied: set[str] = set()
+        self.unknown = False
+        event.listen(connection, "after_cursor_execute", self._seen)
 
+    def _seen(self, *args: Any) -> None:
+        statement = str(args[2])
+        verb = statement.lstrip()[:7].upper()
+        if not verb.startswith(("INSERT", "REPLACE", "UPDATE", "DELETE", "WITH")):
+            return
+        match = _DML.match(statement)
+        if match is None:
+            self.unknown = True
+            return
+        table = match.group(1)
+        if table.startswith(_COPY_PREFIX):
+            self.copied.add(table.removeprefix(_COPY_PREFIX))
+        elif table != VERSION_TABLE:
+            self.written.add(table)
 
-def before(connection: Connection) -> Before:
-    if connection.dialect.name != "sqlite":
-        return Before({}, 0)
-    return Before(sqlite_triggers(connection), total_changes(connection))
+    def wrote(self, table: str) -> bool:
+        return self.unknown or table in self.written
+
+    def close(self) -> None:
+        if event.contains(self.connection, "after_cursor_execute", self._seen):
+            event.remove(self.connection, "after_cursor_execute", self._seen)
 
 
 def breaking_rows(
@@ -244,12 +268,21 @@ def breaking_rows(
     quoted = quote_identifier(table)
     broken: list[tuple[Any, str]] = []
     count = 0
+    if not guards:
+        return count, broken
+    # One pass answers "none" (the usual case); only a table with breaking rows is read again,
+    # guard by guard, for the list.
+    conditions = " OR ".join(
+        f"({guard.condition(quote_identifier(guard.column))})" for guard in guards
+    )
+    source = quoted if whole else f"(SELECT * FROM {quoted} LIMIT 1)"
+    if (
+        connection.exec_driver_sql(f"SELECT 1 FROM {source} WHERE {conditions} LIMIT 1").first()
+        is None
+    ):
+        return count, broken
     for guard in guards:
         condition = guard.condition(quote_identifier(guard.column))
-        if not whole:
-            probe = f"SELECT 1 FROM (SELECT * FROM {quoted} LIMIT 1) WHERE {condition}"
-            if connection.exec_driver_sql(probe).first() is None:
-                continue
         found = _count_all(connection, quoted, condition)
         if not found:
             continue
@@ -285,15 +318,20 @@ def raise_breaking(connection: Connection, count: int, broken: list[tuple[Any, s
     )
 
 
-def sync_sqlite(connection: Connection, previous: Before | None = None) -> None:
+def sync_sqlite(connection: Connection, watch: Watch | None = None) -> None:
     """Bring the guard triggers in step with the tables' declared types.
 
-    ``previous`` is what ``before`` read ahead of the revision just applied (None: check
-    every row of every table whose guards are new).
+    ``watch`` saw the revision just applied; without one, every row of every table is
+    checked against its guards (a new database, a replay, the revision that introduced them).
+    What is checked, and how much of each table is read:
+
+    - a table the revision wrote rows into (a data step): every guard, every row;
+    - otherwise only guards that are new (a new column, a changed type, a new table), on
+      every row when the table is new to the guards or was rebuilt (its rows copied), and
+      on one row when it was not (``ALTER TABLE ADD COLUMN`` gives every row the same value).
     """
     existing = sqlite_triggers(connection)
-    earlier = previous.triggers if previous is not None else existing
-    wrote_rows = previous is None or total_changes(connection) != previous.changes
+    earlier = watch.triggers if watch is not None else {}
     wanted: set[str] = set()
     count, broken = 0, list[tuple[Any, str]]()
     for table in _sqlite_tables(connection):
@@ -308,14 +346,15 @@ def sync_sqlite(connection: Connection, previous: Before | None = None) -> None:
             for (owner, sql) in known.values()
             if owner == table
         )
-        new = [guard for guard in guards if guard.statement() not in old_bodies]
-        # A table that had no guards before (the first time, or a new table) or whose rows
-        # were written by the revision is read whole; otherwise only new columns are new.
-        whole = wrote_rows or not old_bodies
-        found, sample = breaking_rows(connection, table, new, whole=whole)
+        if watch is None or watch.wrote(table):
+            check, whole = guards, True
+        else:
+            check = [guard for guard in guards if guard.statement() not in old_bodies]
+            whole = not old_bodies or table in watch.copied
+        found, sample = breaking_rows(connection, table, check, whole=whole)
         count, broken = count + found, broken + sample
-        for event in ("INSERT", "UPDATE"):
-            name, sql = trigger_sql(table, event, guards)
+        for when in ("INSERT", "UPDATE"):
+            name, sql = trigger_sql(table, when, guards)
             wanted.add(name)
             if existing.get(name) == (table, sql):
                 continue
@@ -419,10 +458,10 @@ def _has_id(connection: Connection, table: str) -> bool:
 # --- every road ------------------------------------------------------------------------------
 
 
-def sync(connection: Connection, previous: Before | None = None) -> None:
+def sync(connection: Connection, watch: Watch | None = None) -> None:
     """Bring the guards in step with the schema (after a revision, or after create_all)."""
     if connection.dialect.name == "sqlite":
-        sync_sqlite(connection, previous)
+        sync_sqlite(connection, watch)
     elif connection.dialect.name == "postgresql":
         sync_postgresql(connection)
 
@@ -441,24 +480,25 @@ def remove(connection: Connection) -> None:
 
 
 class Keeper:
-    """Keeps the guards in step through one Alembic run: ``on_version_apply`` after each step.
-
-    ``start`` is read before the first revision runs; each step's sync compares with what
-    was there before that step.
-    """
+    """Keeps the guards in step through one Alembic run: ``on_version_apply`` after each step
+    (in the run's transaction); ``close()`` when the run ends."""
 
     def __init__(self, connection: Connection, script: ScriptDirectory) -> None:
         self.script = script
-        self.previous = before(connection)
+        self.watch = Watch(connection)
 
     def __call__(self, *, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
         connection = ctx.connection
         if connection is None:  # --sql: nothing to read; see env.py
             return
         current = step.up_revision_id if step.is_upgrade else _down_target(step)
+        self.watch.close()
         if active(self.script, current):
-            sync(connection, self.previous)
-        self.previous = before(connection)
+            sync(connection, self.watch)
+        self.watch = Watch(connection)
+
+    def close(self) -> None:
+        self.watch.close()
 
 
 def _down_target(step: Any) -> str | None:
@@ -483,8 +523,8 @@ def offline_statements(dialect: str, revision: str) -> list[str]:
             found.extend(column_guards(table, column, declared))
         found = in_order(found)
         if dialect == "sqlite":
-            for event in ("INSERT", "UPDATE"):
-                name, sql = trigger_sql(table, event, found)
+            for when in ("INSERT", "UPDATE"):
+                name, sql = trigger_sql(table, when, found)
                 statements.append(f"DROP TRIGGER IF EXISTS {quote_identifier(name)}")
                 if found:
                     statements.append(sql)
