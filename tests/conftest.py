@@ -25,6 +25,12 @@ _SCRATCH = Path(tempfile.mkdtemp(prefix="inklink-tests-"))
 os.environ["DB_PATH"] = str(_SCRATCH / "module-default.db")
 os.environ["XDG_DATA_HOME"] = str(_SCRATCH / "xdg-data")
 os.environ.pop("DATABASE_URL", None)
+# Encryption: a developer's own key or setting never reaches a test; the keyring is a file
+# of this run (tests/keyring_backend.py), never the user's, and child processes inherit it.
+for _name in ("INKLINK_DB_KEY", "INKLINK_DB_ENCRYPTION"):
+    os.environ.pop(_name, None)
+os.environ["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backend.FileKeyring"
+os.environ["INKLINK_TEST_KEYRING"] = str(_SCRATCH / "keyring.json")
 
 from sqlalchemy import Engine  # noqa: E402
 from sqlalchemy.engine import URL  # noqa: E402

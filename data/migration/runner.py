@@ -296,7 +296,9 @@ def ensure_current(
                 backend.record_schema(connection)
             session.after_commit()
             log.info("created %s at revision %s", display, head)
-            return UpgradeOutcome("created", display, head, note=session.note)
+            return UpgradeOutcome(
+                "created", display, head, note=session.note, recovery_key=session.recovery_key
+            )
         script = script_directory()
         plan = plan_for(display, state, known_revision_check(script), backend.unchanged)
         if plan == "current":

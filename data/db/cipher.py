@@ -1,0 +1,63 @@
+"""SQLAlchemy's ``sqlite+pysqlcipher`` dialect, with the key looked up when a connection opens.
+
+SQLAlchemy's own dialect takes the key from the URL's password when the engine is made; the
+app's engine is made when ``data.db.session`` is imported, and looking the key up in the OS
+keyring then would slow every start and fail the import itself when the key is missing.
+This dialect (registered under the same name) uses a password given in the URL as it is,
+and otherwise asks ``data.db.keys`` for the file's key at each new connection (cached per
+process): ``INKLINK_DB_KEY``, else the keyring. A missing key raises ``DatabaseKeyError``
+before anything is read or written. A file that is plain SQLite gets no key, so the engine
+also opens a file ``decrypt`` made plain again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.pysqlcipher import SQLiteDialect_pysqlcipher
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import URL
+
+from data.db import keys
+from data.migration.raw_sqlite import use_key
+
+DRIVER_NAME = "sqlite+pysqlcipher"
+
+
+class KeyedSQLCipherDialect(SQLiteDialect_pysqlcipher):
+    """``sqlite+pysqlcipher`` whose key is the URL's password or, without one, the file's."""
+
+    supports_statement_cache = True
+
+    def on_connect_url(self, url: URL) -> Callable[[Any], None] | None:
+        # SQLite's own connect-time setup, without the parent's "pragma key" from the URL.
+        plain_setup = SQLiteDialect_pysqlite.on_connect_url(self, url)
+        given = url.password
+        path = url.database or ""
+
+        def on_connect(dbapi_connection: Any) -> None:
+            if given is not None:
+                use_key(dbapi_connection, str(given))
+            elif keys.looks_encrypted(path):
+                use_key(dbapi_connection, keys.key_for(path).pragma())
+            # else: a plain SQLite file (or none yet); SQLCipher without a key is SQLite.
+            if plain_setup is not None:
+                plain_setup(dbapi_connection)
+
+        return on_connect
+
+
+def register() -> None:
+    """Make ``sqlite+pysqlcipher`` URLs use this dialect (idempotent)."""
+    registry.register("sqlite.pysqlcipher", __name__, "KeyedSQLCipherDialect")
+
+
+def cipher_url(db_path: str, key: str | None = None) -> URL:
+    """The URL of an encrypted file; ``key`` (``x'<hex>'``) given explicitly, or looked up."""
+    register()
+    return URL.create(DRIVER_NAME, password=key, database=db_path)
+
+
+register()
