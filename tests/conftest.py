@@ -54,6 +54,19 @@ def db_versions(path: Path) -> list[str]:
         connection.close()
 
 
+def cipher_rows(path: Path, key_hex: str, sql: str) -> list[tuple[object, ...]]:
+    """Rows of an encrypted file read through SQLCipher with ``key_hex``, outside the data layer."""
+    import sqlcipher3  # type: ignore[import-untyped]
+
+    connection = sqlcipher3.connect(str(path))
+    try:
+        connection.execute("PRAGMA cipher_log_level = NONE")
+        connection.execute(f"PRAGMA key = \"x'{key_hex}'\"")
+        return [tuple(row) for row in connection.execute(sql)]
+    finally:
+        connection.close()
+
+
 LEGACY_SQL = Path(__file__).parent / "fixtures" / "legacy_v0_schema.sql"
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from data.db import keys
 from tests.app_start import start_app
-from tests.conftest import PROJECT_ROOT, run_alembic, sha256, subprocess_env
+from tests.conftest import PROJECT_ROOT, cipher_rows, run_alembic, sha256, subprocess_env
 from tests.studio_data import seed_baseline_rows, studio_invariants
 from tests.test_safety_refusals import corrupted_pages
 
@@ -53,19 +53,6 @@ def data_db(
         text=True,
         timeout=300,
     )
-
-
-def cipher_rows(db_path: Path, key_hex: str, sql: str) -> list[tuple[object, ...]]:
-    """Rows read through SQLCipher with ``key_hex``, outside the data layer."""
-    import sqlcipher3  # type: ignore[import-untyped]
-
-    connection = sqlcipher3.connect(str(db_path))
-    try:
-        connection.execute("PRAGMA cipher_log_level = NONE")
-        connection.execute(f"PRAGMA key = \"x'{key_hex}'\"")
-        return [tuple(row) for row in connection.execute(sql)]
-    finally:
-        connection.close()
 
 
 def plain_studio(db_path: Path) -> Path:
