@@ -154,6 +154,33 @@ print(json.dumps(report))
 """
 
 
+# (f) The three typical queries through the ORM only (the app's engine, plain or encrypted).
+ORM_QUERIES = """
+import json, statistics, sys, time
+from sqlalchemy.orm import Session
+from data.db.session import engine
+from bench.studio import queries
+
+iterations = int(sys.argv[1])
+report = []
+for query in queries():
+    def orm():
+        with Session(engine, expire_on_commit=False) as session:
+            return query.run_orm(session)
+
+    for _ in range(10):
+        orm()
+    orm_us = []
+    for _ in range(iterations):
+        started = time.perf_counter(); orm(); orm_us.append((time.perf_counter() - started) * 1e6)
+    report.append({"name": query.name, "orm_us": statistics.median(orm_us)})
+print(json.dumps(report))
+"""
+
+# (f) A raw key for the encrypted side: the benchmark's own, never a studio's.
+BENCH_KEY = "be" * 32
+
+
 def child_env(project: Path, db_path: Path | None, **extra: str) -> dict[str, str]:
     """This environment, with ``project`` first on the path and bytecode caching on."""
     env = {
