@@ -397,3 +397,36 @@ def test_the_alembic_command_creates_and_reads_an_encrypted_file(
     assert cipher_rows(db_path, key_hex, "SELECT count(*) FROM alembic_version") == [(1,)]
     monkeypatch.setenv("INKLINK_DB_KEY", key_hex)
     assert start_app(db_path)["action"] == "current"
+
+
+def test_reading_and_writing_sessions_of_one_thread_keep_their_own_connections_encrypted(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's promise (a reading session sees the last commit, never a write in progress)
+    holds on an encrypted file: its engine pools connections as for a plain file."""
+    from sqlalchemy import func, select
+    from sqlalchemy.pool import QueuePool
+
+    from data.db.cipher import cipher_url
+    from data.db.runner import ensure_current
+    from data.db.session import create_app_engine, create_session_factory
+    from data.models import Client
+
+    monkeypatch.setenv("INKLINK_DB_KEY", secrets.token_hex(32))
+    db_path.parent.mkdir(parents=True)
+    engine = create_app_engine(cipher_url(str(db_path)))
+    try:
+        assert ensure_current(engine).action == "created"
+        assert isinstance(engine.pool, QueuePool)
+        writing = create_session_factory(engine)
+        reading = create_session_factory(engine, read_only=True)
+        with writing() as db, db.begin():
+            db.add(Client(first_name="Ada", last_name="Lovelace"))
+            db.flush()
+            with reading() as look:
+                assert look.scalar(select(func.count()).select_from(Client)) == 0
+        with reading() as look:
+            assert look.scalar(select(func.count()).select_from(Client)) == 1
+    finally:
+        engine.dispose()
+    assert db_path.read_bytes()[:16] != SQLITE_MAGIC

@@ -59,7 +59,7 @@ class KeyChange:
 
     database: Path
     action: str
-    recovery_key: str | None = None
+    recovery_key: str | None = field(default=None, repr=False)
     #: "keyring" (kept there under the database's identity) or "environment" (INKLINK_DB_KEY).
     key_kept_in: str = "keyring"
     #: The new key in hex when INKLINK_DB_KEY gave the old one: its holder must replace it.
