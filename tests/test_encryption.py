@@ -170,11 +170,16 @@ def test_encrypt_converts_a_studio_without_losing_a_row_and_leaves_nothing_reada
 
     backup_database(db_path, label="before")
     assert readable_anywhere(db_path.parent)  # the test can see a plain copy
+    # A second name for the plain file's blocks, outside the data folder: what the disk
+    # still holds of them once the file is replaced.
+    old_blocks = db_path.parent.parent / "old-blocks"
+    os.link(db_path, old_blocks)
 
     recovery = encrypt(db_path)
 
     assert db_path.read_bytes()[:16] != SQLITE_MAGIC
     assert readable_anywhere(db_path.parent) == []
+    assert set(old_blocks.read_bytes()) == {0}, "the plain file's blocks were not zeroed"
     assert list_backups(db_path) == []
     key = keys.parse_recovery_key(recovery)
     assert key is not None
@@ -303,11 +308,17 @@ def test_a_plain_file_opened_by_a_build_expecting_encryption_is_not_called_damag
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plain_studio(db_path)
+    import sqlite3
+
+    connection = sqlite3.connect(db_path)  # out of WAL: the start goes through the runner
+    connection.execute("PRAGMA journal_mode = DELETE")
+    connection.close()
     before = studio_invariants(db_path)
     monkeypatch.setenv("INKLINK_DB_ENCRYPTION", "on")
     monkeypatch.setenv("INKLINK_DB_KEY", secrets.token_hex(32))
     report = start_app(db_path)
     assert report["action"] == "current", report
+    assert run_alembic("upgrade", "head", db_path=db_path).returncode == 0
     assert db_path.read_bytes()[:16] == SQLITE_MAGIC
     assert studio_invariants(db_path) == before
 
