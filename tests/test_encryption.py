@@ -441,3 +441,40 @@ def test_reading_and_writing_sessions_of_one_thread_keep_their_own_connections_e
     finally:
         engine.dispose()
     assert db_path.read_bytes()[:16] != SQLITE_MAGIC
+
+
+def test_a_key_change_stopped_before_the_keyring_took_the_new_key_loses_nothing(
+    db_path: Path, own_keyring: Path
+) -> None:
+    """``rekey`` puts the new key in the keyring (pending) before the file takes it: the
+    state a crash right after ``PRAGMA rekey`` leaves still opens, and is repaired."""
+    import sqlcipher3  # type: ignore[import-untyped]
+
+    plain_studio(db_path)
+    old = keys.parse_recovery_key(encrypt(db_path))
+    assert old is not None
+    new = keys.new_key()
+    salt = db_path.read_bytes()[:16].hex()
+    entries = keyring_entries(own_keyring)
+    entries[f"InkLinkOS/database {salt} next"] = new.hex()
+    own_keyring.write_text(json.dumps(entries))
+    connection = sqlcipher3.connect(str(db_path))
+    try:
+        connection.execute(f"PRAGMA key = \"x'{old.hex()}'\"")
+        connection.execute(f"PRAGMA rekey = \"x'{new.hex()}'\"")
+    finally:
+        connection.close()
+
+    report = start_app(db_path)
+    assert report["action"] == "current", report
+    assert keyring_entries(own_keyring) == {f"InkLinkOS/database {salt}": new.hex()}
+    assert start_app(db_path)["action"] == "current"
+
+
+def test_rekey_shows_the_new_recovery_key_before_it_changes_the_file(db_path: Path) -> None:
+    plain_studio(db_path)
+    encrypt(db_path)
+    result = data_db("rekey", db_path=db_path)
+    assert result.returncode == 0, result.stderr
+    shown, done = result.stdout.index("Recovery key"), result.stdout.index("Rekeyed.")
+    assert shown < done

@@ -14,10 +14,14 @@ import argparse
 import getpass
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from data.db.errors import DataLayerError
 from data.db.keys import KEY_ENV
 from data.db.session import DB_PATH
+
+if TYPE_CHECKING:
+    from data.migration.encryption import KeyChange
 
 CONFIRM_WORD = "DECRYPT"
 
@@ -31,6 +35,29 @@ def _recovery_block(recovery_key: str) -> str:
         + "\n".join(f"    {line}" for line in lines)
         + "\n"
     )
+
+
+def _announce(change: KeyChange) -> None:
+    if change.new_key_hex is not None:
+        print(f"The old key came from {KEY_ENV}: set it to the new key once this finishes:")
+        print(f"    {change.new_key_hex}")
+    if change.recovery_key is not None:
+        print(_recovery_block(change.recovery_key), flush=True)
+
+
+def _report(db_path: Path, change: KeyChange) -> None:
+    print(f"Database: {db_path}\n{change.action.capitalize()}.")
+    if change.verified:
+        rows = sum(change.verified.values())
+        print(f"Verified before replacing it: {len(change.verified)} tables, {rows} rows.")
+    for removed in change.removed:
+        print(f"Removed (zeroed first), no longer needed unencrypted: {removed}")
+    if change.note:
+        print(change.note)
+    if change.key_kept_in == "environment":
+        print(f"The key is {KEY_ENV}'s; the keyring was not used. Keep it safe.")
+    else:
+        print("The key is kept in this computer's keyring.")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,29 +81,16 @@ def run(argv: list[str]) -> int:
     from data.migration import encryption
 
     try:
-        if args.command in ("encrypt", "rekey"):
-            change = (
-                encryption.encrypt_database(db_path)
-                if args.command == "encrypt"
-                else encryption.rekey_database(db_path)
-            )
-            print(f"Database: {db_path}\n{change.action.capitalize()}.")
-            if change.verified:
-                rows = sum(change.verified.values())
-                print(f"Verified before replacing it: {len(change.verified)} tables, {rows} rows.")
-            for removed in change.removed:
-                print(f"Removed (zeroed first), no longer needed unencrypted: {removed}")
-            if change.note:
-                print(change.note)
-            if change.new_key_hex is not None:
-                print(f"The old key came from {KEY_ENV}: set it to the new key now:")
-                print(f"    {change.new_key_hex}")
-            elif change.key_kept_in == "environment":
-                print(f"The key is {KEY_ENV}'s; the keyring was not used. Keep it safe.")
-            else:
-                print("The key is kept in this computer's keyring.")
+        if args.command == "encrypt":
+            change = encryption.encrypt_database(db_path)
+            _report(db_path, change)
             if change.recovery_key is not None:
                 print(_recovery_block(change.recovery_key))
+            return 0
+        if args.command == "rekey":
+            # Shown before the file changes: an interruption never leaves a key nobody saw.
+            change = encryption.rekey_database(db_path, announce=_announce)
+            _report(db_path, change)
             return 0
         if args.command == "decrypt":
             if not args.in_place:

@@ -152,8 +152,10 @@ def salt_of(path: Path | str) -> bytes:
     return read_header(path, SALT_BYTES)
 
 
-def keyring_user(salt: bytes) -> str:
-    return f"database {salt.hex()}"
+def keyring_user(salt: bytes, *, pending: bool = False) -> str:
+    """The keyring's user name for a database; ``pending`` names the entry a key change
+    writes first (see ``data.migration.encryption.rekey_database``)."""
+    return f"database {salt.hex()}{' next' if pending else ''}"
 
 
 # --- where the key is kept -------------------------------------------------------------------
@@ -188,21 +190,21 @@ def _keyring_get(user: str) -> str | None:
         raise KeyringUnavailableError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def keyring_key(salt: bytes) -> DatabaseKey | None:
+def keyring_key(salt: bytes, *, pending: bool = False) -> DatabaseKey | None:
     """The key kept in the OS keyring for the database with ``salt``.
 
     Raises KeyringUnavailableError when the keyring cannot be reached."""
-    stored = _keyring_get(keyring_user(salt))
+    stored = _keyring_get(keyring_user(salt, pending=pending))
     return None if stored is None else parse_hex_key(stored)
 
 
-def store_in_keyring(display: str, salt: bytes, key: DatabaseKey) -> None:
+def store_in_keyring(display: str, salt: bytes, key: DatabaseKey, *, pending: bool = False) -> None:
     """Keep ``key`` in the OS keyring, and read it back: a key is never trusted unread."""
     try:
         import keyring
 
-        keyring.set_password(KEYRING_SERVICE, keyring_user(salt), key.hex())
-        stored = keyring_key(salt)
+        keyring.set_password(KEYRING_SERVICE, keyring_user(salt, pending=pending), key.hex())
+        stored = keyring_key(salt, pending=pending)
     except Exception as exc:
         raise DatabaseKeyError(
             display,
@@ -218,12 +220,12 @@ def store_in_keyring(display: str, salt: bytes, key: DatabaseKey) -> None:
         )
 
 
-def forget_in_keyring(salt: bytes) -> None:
+def forget_in_keyring(salt: bytes, *, pending: bool = False) -> None:
     """Remove the keyring entry of the database with ``salt``, if there is one."""
     try:
         import keyring
 
-        keyring.delete_password(KEYRING_SERVICE, keyring_user(salt))
+        keyring.delete_password(KEYRING_SERVICE, keyring_user(salt, pending=pending))
     except Exception as exc:  # absent already, or no keyring: nothing to remove
         log.info("no keyring entry removed for %s (%s)", keyring_user(salt), type(exc).__name__)
 
@@ -274,6 +276,27 @@ def key_for(path: Path | str) -> DatabaseKey:
         )
     remember(display, salt, key)
     return key
+
+
+def pending_key(path: Path | str) -> DatabaseKey | None:
+    """The key a key change put in the keyring before changing the file, if one is there
+    (a change interrupted after the file took the new key, before the keyring did)."""
+    if os.environ.get(KEY_ENV, "").strip():
+        return None
+    try:
+        return keyring_key(salt_of(path), pending=True)
+    except (OSError, KeyringUnavailableError):
+        return None
+
+
+def promote_pending(path: Path | str, key: DatabaseKey) -> None:
+    """The pending key opened the file: it becomes the database's key in the keyring."""
+    display = str(path)
+    salt = salt_of(path)
+    store_in_keyring(display, salt, key)
+    forget_in_keyring(salt, pending=True)
+    remember(display, salt, key)
+    log.warning("%s: a key change had not reached the keyring; it has now", display)
 
 
 def new_database_encrypted(default: bool) -> bool:

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,13 +348,22 @@ def encrypt_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECOND
     )
 
 
-def rekey_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> KeyChange:
+def rekey_database(
+    db_path: Path,
+    *,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    announce: Callable[[KeyChange], None] | None = None,
+) -> KeyChange:
     """Give the encrypted database at ``db_path`` a new random key (``PRAGMA rekey``, one
     transaction: a crash leaves the old key or the new one, never half of each).
 
     The new key replaces the old in the keyring, and its recovery key is returned. When
     ``INKLINK_DB_KEY`` gave the old key, the keyring is left alone and the new key is
     returned in hex for its holder to set. The recorded backups get the new key too.
+
+    Nothing can lose the new key: it goes to the keyring first under a pending entry (the
+    next open that the old key fails promotes it), and ``announce`` is given the change
+    (the recovery key, and the new hex key for INKLINK_DB_KEY) before the file changes.
     """
     display = str(db_path)
     with migration_lock(db_path, lock_timeout):
@@ -368,6 +377,17 @@ def rekey_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS)
         from_environment = keys.key_from_environment(display) is not None
         new = keys.new_key()
         salt = keys.salt_of(db_path)
+        change = KeyChange(
+            db_path,
+            "rekeyed",
+            recovery_key=new.recovery_key(),
+            key_kept_in="environment" if from_environment else "keyring",
+            new_key_hex=new.hex() if from_environment else None,
+        )
+        if not from_environment:
+            keys.store_in_keyring(display, salt, new, pending=True)
+        if announce is not None:
+            announce(change)
         connection = raw_sqlite.connect(db_path, key=old.pragma())
         try:
             # The old key opens it (checked on this first read), then the change.
@@ -385,17 +405,11 @@ def rekey_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS)
             check.close()
         if not from_environment:
             keys.store_in_keyring(display, salt, new)
+            keys.forget_in_keyring(salt, pending=True)
         keys.remember(db_path, salt, new)
-        note = _rekey_backups(db_path, old, new)
+        change.note = _rekey_backups(db_path, old, new)
     log.info("changed the key of %s", db_path)
-    return KeyChange(
-        db_path,
-        "rekeyed",
-        recovery_key=new.recovery_key(),
-        key_kept_in="environment" if from_environment else "keyring",
-        new_key_hex=new.hex() if from_environment else None,
-        note=note,
-    )
+    return change
 
 
 def _rekey_backups(db_path: Path, old: keys.DatabaseKey, new: keys.DatabaseKey) -> str:

@@ -212,6 +212,7 @@ def inspect_sqlite_file(
             "Check that DB_PATH names the InkLinkOS database (inklink.db); if this file is "
             "something else, move it away and start again. " + UNCHANGED,
         )
+    given_key = key is not None
     if encrypted:
         # Refused here, before any open, when no key is to be had: nothing is written.
         key = key or keys.key_for(path)
@@ -258,6 +259,12 @@ def inspect_sqlite_file(
     except raw_sqlite.DATABASE_ERRORS as exc:
         if encrypted and raw_sqlite.is_not_a_database(exc):
             # Checked on the first read of page 1, before anything could be written.
+            pending = None if given_key else keys.pending_key(path)
+            if pending is not None and pending != key:
+                # A key change stopped between the file and the keyring: the new key opens it.
+                state = inspect_sqlite_file(path, quick_check=quick_check, key=pending)
+                keys.promote_pending(path, pending)
+                return state
             raise DatabaseKeyError(
                 display,
                 "the key found for it does not open it: it was encrypted with another key "
