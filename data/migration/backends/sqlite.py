@@ -174,7 +174,9 @@ class FileSession(backends.Session):
                 f"database as it was before, with its side files, is kept in {self.kept}. "
                 "If clients or payments are missing, contact support before working on."
             )
-        return inspect_sqlite_file(self.path, key=self.backend.file_key())
+        # An encrypted file's key is found by the classification itself (which also
+        # finishes a key change a crash interrupted).
+        return inspect_sqlite_file(self.path)
 
     def check_legacy(self, script: ScriptDirectory) -> None:
         key = self.backend.file_key()
