@@ -438,24 +438,40 @@ class Bench:
         rebuild_root = copy_project(self.work / "rebuild-f")
         add_rebuild_revision(rebuild_root, "helper")
         timing = self.work / "rebuild-timing-f"
-        rebuilt: dict[bool, list[float]] = {k: [] for k in kinds}
+        # Three sides: plain (Python's sqlite3), encrypted, and plain through SQLCipher's own
+        # SQLite without a key, which tells the cost of encryption from that of the library.
+        sides = ("plain", "encrypted", "same library")
+        rebuilt: dict[str, list[float]] = {side: [] for side in sides}
         for repeat in range(self.sizes.rebuild_repeats):
-            for encrypted in kinds if repeat % 2 == 0 else kinds[::-1]:
-                db = self.work / f"rebuild-f-{encrypted}.db"
+            for side in sides if repeat % 2 == 0 else sides[::-1]:
+                encrypted = side == "encrypted"
+                db = self.work / f"rebuild-f-{repeat}.db"
                 shutil.copyfile(secret if encrypted else studio, db)
-                env = self._env(rebuild_root, db, encrypted, BENCH_REBUILD_TIMING=str(timing))
+                extra = {"BENCH_REBUILD_TIMING": str(timing)}
+                if side == "same library":
+                    extra["BENCH_SQLCIPHER_LIBRARY"] = "1"
+                env = self._env(rebuild_root, db, encrypted, **extra)
                 _, answer = run_child(COUNTED_INIT, env, rebuild_root)
                 if answer["action"] != "upgraded":
                     raise RuntimeError(f"expected an upgrade, got {answer}")
-                rebuilt[encrypted].append(answer["rebuild_ms"])
-                for leftover in self.work.glob(f"rebuild-f-{encrypted}.db*"):
+                rebuilt[side].append(answer["rebuild_ms"])
+                for leftover in self.work.glob(f"rebuild-f-{repeat}.db*"):
                     leftover.unlink()
                 shutil.rmtree(self.work / "backups", ignore_errors=True)
         self.samples["f/rebuild"] = rebuilt
+        rows = f"{self.sizes.transactions:,} rows"
         self._row(
             "rebuild transactions (data.db.rebuild)",
-            f"{self.sizes.transactions:,} rows",
-            *self._medians(rebuilt),
+            rows,
+            median(rebuilt["plain"]),
+            median(rebuilt["encrypted"]),
+            "ms",
+        )
+        self._row(
+            "the same, plain through SQLCipher's SQLite (no key)",
+            rows,
+            median(rebuilt["same library"]),
+            median(rebuilt["encrypted"]),
             "ms",
         )
         plain_root, _ = self.project(0)

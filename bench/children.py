@@ -69,6 +69,12 @@ def connect(database, *args, **kwargs):
 sqlite3.connect = sqlite3.dbapi2.connect = connect
 import data.models
 from data.db.session import init_db
+if os.environ.get("BENCH_SQLCIPHER_LIBRARY"):
+    # A plain file through SQLCipher's own SQLite (no key): what encryption itself costs,
+    # apart from the SQLite version sqlcipher3 bundles.
+    import data.db.session as session
+    from data.db.cipher import cipher_url
+    session.engine = session.create_app_engine(cipher_url(session.DB_PATH))
 started = time.perf_counter()
 outcome = init_db()
 elapsed = (time.perf_counter() - started) * 1000
