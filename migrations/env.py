@@ -208,6 +208,14 @@ def _connection_behind(handed: object) -> Iterator[Connection]:
     )
 
 
+def _show_recovery_key(recovery_key: str) -> None:
+    """A database this command created encrypted, its key in the keyring: shown once, on
+    the terminal only (never through logging)."""
+    from data.db.key_commands import recovery_block
+
+    print(recovery_block(recovery_key), flush=True)
+
+
 def run_migrations_online() -> None:
     handed = config.attributes.get("connection")
     if isinstance(handed, Connection):
@@ -228,7 +236,9 @@ def run_migrations_online() -> None:
     on_db_path = target is engine and engine.dialect.name == "sqlite"
     log.info("database: %s", DB_PATH if on_db_path else target.url)  # str(url) masks passwords
     try:
-        with command_line_migration(target, context.script, _destination()) as connection:
+        with command_line_migration(
+            target, context.script, _destination(), show_recovery_key=_show_recovery_key
+        ) as connection:
             configure_and_run(connection, guard=True)
     except DataLayerError as exc:
         # Alembic prints a CommandError once, as "FAILED: <message>", without a traceback.

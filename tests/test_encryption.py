@@ -478,3 +478,35 @@ def test_rekey_shows_the_new_recovery_key_before_it_changes_the_file(db_path: Pa
     assert result.returncode == 0, result.stderr
     shown, done = result.stdout.index("Recovery key"), result.stdout.index("Rekeyed.")
     assert shown < done
+
+
+def test_without_a_keyring_a_new_encrypted_database_is_refused_and_no_file_is_made(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INKLINK_TEST_KEYRING", "")  # a machine with no keyring
+    monkeypatch.setenv("INKLINK_DB_ENCRYPTION", "on")
+    report = start_app(db_path)
+    assert report["error"] == "DatabaseKeyError", report
+    assert "INKLINK_DB_KEY" in report["message"] and str(db_path) in report["message"]
+    assert not db_path.exists()
+
+
+def test_the_alembic_command_shows_the_recovery_key_of_a_database_it_creates(
+    db_path: Path, own_keyring: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INKLINK_DB_ENCRYPTION", "on")
+    result = run_alembic("upgrade", "head", db_path=db_path)
+    key = keys.parse_recovery_key("-".join(RECOVERY.findall(result.stdout)))
+    assert key is not None, result.stdout
+    assert list(keyring_entries(own_keyring).values()) == [key.hex()]
+    assert key.recovery_key() not in result.stderr  # the log never has it
+    assert run_alembic("upgrade", "head", db_path=db_path).stdout.count("Recovery key") == 0
+
+
+def test_the_status_command_explains_a_missing_key(db_path: Path, own_keyring: Path) -> None:
+    plain_studio(db_path)
+    encrypt(db_path)
+    own_keyring.unlink()
+    result = data_db(db_path=db_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "recovery key" in result.stderr

@@ -10,6 +10,7 @@ import sys
 
 from sqlalchemy.exc import DBAPIError
 
+from data.db.errors import DataLayerError
 from data.db.head import recorded_history
 from data.db.session import DB_PATH, engine
 
@@ -34,6 +35,9 @@ def main() -> int:
             ]
     except DBAPIError as exc:
         print(f"Database: {where}\nRevision: none ({exc.orig})")
+        return 1
+    except DataLayerError as exc:  # an encrypted file without its key
+        print(str(exc), file=sys.stderr)
         return 1
     head = history.head
     if versions == [head]:

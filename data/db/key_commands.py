@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 CONFIRM_WORD = "DECRYPT"
 
 
-def _recovery_block(recovery_key: str) -> str:
+def recovery_block(recovery_key: str) -> str:
     groups = recovery_key.split("-")
     lines = ["-".join(groups[i : i + 7]) for i in range(0, len(groups), 7)]
     return (
@@ -42,7 +42,7 @@ def _announce(change: KeyChange) -> None:
         print(f"The old key came from {KEY_ENV}: set it to the new key once this finishes:")
         print(f"    {change.new_key_hex}")
     if change.recovery_key is not None:
-        print(_recovery_block(change.recovery_key), flush=True)
+        print(recovery_block(change.recovery_key), flush=True)
 
 
 def _report(db_path: Path, change: KeyChange) -> None:
@@ -85,7 +85,7 @@ def run(argv: list[str]) -> int:
             change = encryption.encrypt_database(db_path)
             _report(db_path, change)
             if change.recovery_key is not None:
-                print(_recovery_block(change.recovery_key))
+                print(recovery_block(change.recovery_key))
             return 0
         if args.command == "rekey":
             # Shown before the file changes: an interruption never leaves a key nobody saw.

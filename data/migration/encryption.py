@@ -28,7 +28,6 @@ from data.db.errors import (
     ADVICE_KEY,
     UNCHANGED,
     DatabaseKeyError,
-    DataLayerError,
     NotADatabaseError,
     NotEnoughDiskSpaceError,
     UnexpectedDatabaseError,
@@ -506,7 +505,6 @@ def unlock(db_path: Path, recovery_key: str) -> None:
 
 
 __all__ = [
-    "DataLayerError",
     "KeyChange",
     "compare",
     "decrypt_copy",

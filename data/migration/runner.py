@@ -336,11 +336,14 @@ def command_line_migration(
     destination: str | Literal[False] | None,
     *,
     lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    show_recovery_key: Callable[[str], None] | None = None,
 ) -> Iterator[Connection]:
     """The connection ``env.py`` runs the ``alembic`` command in, under init_db()'s policy.
 
     ``destination`` is the revision an upgrade or downgrade goes to (``None`` for base), or
     ``False`` for commands that only read (``current``, ``check``, autogenerate).
+    ``show_recovery_key`` is given the recovery key of a database this command created
+    encrypted with a key it made (shown once; never logged).
     """
     backend = backend_for(engine)
     display = backend.display
@@ -376,3 +379,5 @@ def command_line_migration(
                 backend.record_schema(connection)
         if not read_only:
             session.after_commit()
+        if session.recovery_key is not None and show_recovery_key is not None:
+            show_recovery_key(session.recovery_key)

@@ -28,8 +28,9 @@ class FileSession(sqlite.FileSession):
             return super().transaction(
                 from_revision, command_line=command_line, read_only=read_only
             )
-        create_private_file(self.path)
+        # The key first: without a keyring to keep it, no file is made at all.
         url = cipher_url(str(self.path), self.new_key_pragma())
+        create_private_file(self.path)
         return sqlite.migration_transaction(
             url, self.backend.display, from_revision, command_line=command_line
         )
