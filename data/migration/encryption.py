@@ -90,6 +90,15 @@ def _schema(connection: raw_sqlite.Connection) -> list[tuple[Any, ...]]:
     ]
 
 
+def _schema_record(connection: raw_sqlite.Connection) -> object:
+    """The runner's record of a verified schema (user_version equal to SQLite's schema
+    cookie, see backends/sqlite.py), or the value found: a copy records its own cookie."""
+    user_version, schema_version = connection.execute(
+        "SELECT * FROM pragma_user_version, pragma_schema_version"
+    ).fetchone()
+    return "verified" if user_version == schema_version else user_version
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -129,10 +138,7 @@ def compare(
         problems.append("integrity check: " + "; ".join(integrity[:3]))
     if _schema(original) != _schema(copy):
         problems.append("the schema differs")
-    if (
-        original.execute("PRAGMA user_version").fetchone()
-        != copy.execute("PRAGMA user_version").fetchone()
-    ):
+    if _schema_record(original) != _schema_record(copy):
         problems.append("the schema record (user_version) differs")
     counts: dict[str, int] = {}
     for table in _tables(original):
