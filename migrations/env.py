@@ -192,6 +192,14 @@ def _for_the_command_line(exc: DataLayerError) -> str:
     return str(exc)
 
 
+def _show_recovery_key(recovery_key: str) -> None:
+    """A database this command created encrypted, its key in the keyring: shown once, on
+    the terminal only (never through logging)."""
+    from data.db.key_commands import recovery_block
+
+    print(recovery_block(recovery_key), flush=True)
+
+
 @contextlib.contextmanager
 def _connection_behind(handed: object) -> Iterator[Connection]:
     """The Connection an object's ``connect()`` yields; anything else is refused."""
@@ -206,14 +214,6 @@ def _connection_behind(handed: object) -> Iterator[Connection]:
         f"{type(handed).__qualname__}; env.py takes a sqlalchemy Connection or Engine for "
         "the database you mean (or nothing, for the app's own database)"
     )
-
-
-def _show_recovery_key(recovery_key: str) -> None:
-    """A database this command created encrypted, its key in the keyring: shown once, on
-    the terminal only (never through logging)."""
-    from data.db.key_commands import recovery_block
-
-    print(recovery_block(recovery_key), flush=True)
 
 
 def run_migrations_online() -> None:
