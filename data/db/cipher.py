@@ -44,12 +44,16 @@ class KeyedSQLCipherDialect(SQLiteDialect_pysqlcipher):
         plain_setup = SQLiteDialect_pysqlite.on_connect_url(self, url)
         given = url.password
         path = url.database or ""
+        # The key found for the first connection serves the later ones: looking again means
+        # opening and closing the file, and closing any descriptor of a file drops every
+        # POSIX lock this process holds on it, the pool's other connections' included.
+        found: list[str] = [str(given)] if given is not None else []
 
         def on_connect(dbapi_connection: Any) -> None:
-            if given is not None:
-                use_key(dbapi_connection, str(given))
-            elif keys.looks_encrypted(path):
-                use_key(dbapi_connection, keys.key_for(path).pragma())
+            if not found and keys.looks_encrypted(path):
+                found.append(keys.key_for(path).pragma())
+            if found:
+                use_key(dbapi_connection, found[0])
             # else: a plain SQLite file (or none yet); SQLCipher without a key is SQLite.
             if plain_setup is not None:
                 plain_setup(dbapi_connection)

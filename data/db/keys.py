@@ -144,6 +144,11 @@ def looks_encrypted(path: Path | str) -> bool:
         header = read_header(path, HEADER_SIZE)
     except OSError:
         return False
+    return header_looks_encrypted(header, size)
+
+
+def header_looks_encrypted(header: bytes, size: int) -> bool:
+    """``looks_encrypted`` from a header and a size already read (no second open)."""
     return size >= _MIN_PAGE and size % _MIN_PAGE == 0 and not header.startswith(SQLITE_MAGIC)
 
 

@@ -204,7 +204,7 @@ def inspect_sqlite_file(
         raise DatabaseNotWritableError(
             display, f"it cannot be read ({exc.strerror})", UNCHANGED
         ) from exc
-    encrypted = keys.looks_encrypted(path)
+    encrypted = keys.header_looks_encrypted(header, size)
     if not encrypted and (len(header) < HEADER_SIZE or not header.startswith(SQLITE_MAGIC)):
         raise NotADatabaseError(
             display,
