@@ -1,7 +1,8 @@
 """``python -m data.db``: say where the database is and at which revision.
 
 ``python -m data.db encrypt|rekey|decrypt|unlock`` manage the file's encryption
-(``data/db/key_commands.py``).
+(``data/db/key_commands.py``); ``backup [--if-due]``, ``list-backups`` and ``restore BACKUP``
+its backups (``data/db/backup_commands.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from data.db.head import recorded_history
 from data.db.session import DB_PATH, engine
 
 KEY_COMMANDS = ("encrypt", "rekey", "decrypt", "unlock")
+BACKUP_COMMANDS = ("backup", "list-backups", "restore")
 
 
 def main() -> int:
@@ -22,6 +24,10 @@ def main() -> int:
         from data.db.key_commands import run
 
         return run(sys.argv[1:])
+    if sys.argv[1:2] and sys.argv[1] in BACKUP_COMMANDS:
+        from data.db.backup_commands import run as run_backup_command
+
+        return run_backup_command(sys.argv[1:])
     where = DB_PATH if engine.dialect.name == "sqlite" else engine.url.render_as_string()
     history = recorded_history()
     if history.problem is not None:

@@ -1,0 +1,143 @@
+"""``python -m data.db backup [--if-due] | list-backups | restore BACKUP``: backups from a terminal.
+
+For a system scheduler (cron, Task Scheduler, launchd) as much as for a person. The second
+place is ``INKLINK_BACKUP_DIR`` or ``--to``. Exit codes: 0 done (a verified backup made or
+still current, nothing due, a restore at head); 1 a backup was made here but something
+needs attention (the second place is missing or full, or a copy failed its check);
+2 refused or nothing made (the message says why; what it names was not changed);
+64 the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from data.db.errors import DataLayerError
+
+OK, ATTENTION, REFUSED, USAGE = 0, 1, 2, 64
+BACKUP_COMMANDS = ("backup", "list-backups", "restore")
+
+
+def _target() -> tuple[Path, object]:
+    from data.db.session import DB_PATH, engine
+
+    return Path(DB_PATH), (None if engine.dialect.name == "sqlite" else engine)
+
+
+def backup(args: argparse.Namespace) -> int:
+    """Make a verified backup now, or with ``--if-due`` only when one is due."""
+    from data.db.backups import backup_if_due
+
+    db_path, engine = _target()
+    report = backup_if_due(
+        db_path,
+        engine=engine,  # type: ignore[arg-type]
+        second_place=args.to,
+        force=not args.if_due,
+    )
+    print(report.describe())
+    if report.due and report.made is None:
+        return REFUSED
+    return OK if report.ok else ATTENTION
+
+
+def list_backups(args: argparse.Namespace) -> int:
+    """Every backup beside the database and in the second place, newest first."""
+    from data.db.backups import list_backups_everywhere
+
+    db_path, engine = _target()
+    listed = list_backups_everywhere(db_path, engine=engine, second_place=args.to)  # type: ignore[arg-type]
+    if not listed:
+        print(f"No backups of {db_path} yet.")
+        return OK
+    print("made (UTC)\tplace\tkind\trevision\tsize\trows\tpath")
+    for backup in listed:
+        rows = (
+            ", ".join(f"{table} {count}" for table, count in sorted(backup.rows.items()))
+            if backup.rows is not None
+            else "not counted"
+        )
+        print(
+            f"{backup.made_at[:19].replace('T', ' ')}\t{backup.place}\t{backup.kind}\t"
+            f"{backup.revision or 'none'}\t{backup.size:,} bytes\t{rows}\t{backup.path}"
+        )
+    return OK
+
+
+def restore(args: argparse.Namespace) -> int:
+    """Put a backup back (also when the database is gone), then bring it to head."""
+    from data.db.backups import restore_and_upgrade
+
+    db_path, engine = _target()
+    if engine is not None:
+        print(
+            "restore puts a backup back into a SQLite file; to put a copy on the server, "
+            "unset DATABASE_URL, restore, then `python -m data.db move-to URL`.",
+            file=sys.stderr,
+        )
+        return REFUSED
+    outcome = restore_and_upgrade(args.backup, db_path, second_place=args.to)
+    print(outcome.describe())
+    return OK
+
+
+def backup_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--if-due",
+        action="store_true",
+        help="only when the newest backup is older than the schedule allows (for a scheduler)",
+    )
+    _second_place_argument(parser)
+
+
+def list_arguments(parser: argparse.ArgumentParser) -> None:
+    _second_place_argument(parser)
+
+
+def restore_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "backup",
+        metavar="BACKUP",
+        help="a path or name as list-backups shows it, 'latest', or a date (2026-12-01)",
+    )
+    _second_place_argument(parser)
+
+
+def _second_place_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--to",
+        "--second-place",
+        dest="to",
+        metavar="FOLDER",
+        default=None,
+        help="the second place (default: INKLINK_BACKUP_DIR)",
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(USAGE, f"{self.prog}: error: {message}\n")
+
+
+def run(argv: list[str]) -> int:
+    """``python -m data.db`` hands its arguments here when the first is a backup command."""
+    parser = _Parser(prog="python -m data.db")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, adder, runner, text in (
+        ("backup", backup_arguments, backup, "make a verified backup (now, or --if-due)"),
+        ("list-backups", list_arguments, list_backups, "list the backups in both places"),
+        ("restore", restore_arguments, restore, "restore a backup, then bring it to head"),
+    ):
+        command = sub.add_parser(name, help=text, description=text)
+        adder(command)
+        command.set_defaults(run=runner)
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except DataLayerError as exc:
+        print(exc, file=sys.stderr)
+        return REFUSED

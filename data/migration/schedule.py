@@ -1,0 +1,143 @@
+"""When a scheduled backup is due, and which copies retention keeps: pure rules, no I/O.
+
+Times are seconds since the epoch from the system clock (``time.time()``), so a fake clock
+(libfaketime) moves the whole schedule; days, weeks and months are counted in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class BackupPolicy:
+    """How often a copy is made, and how much history retention keeps.
+
+    A copy is due when the newest verified one is ``every_hours`` old (or the clock moved
+    back past it). Retention keeps the newest copy of each of the last ``daily`` days,
+    ``weekly`` ISO weeks and ``monthly`` months that have copies (as restic's
+    ``--keep-daily/--keep-weekly/--keep-monthly``: a studio closed for a fortnight keeps
+    seven days of copies, not none), and always the newest verified copy and the newest
+    copy of every revision.
+    """
+
+    every_hours: float = 8.0
+    daily: int = 7
+    weekly: int = 4
+    monthly: int = 12
+
+    @property
+    def every_seconds(self) -> float:
+        return self.every_hours * HOUR
+
+
+DEFAULT_POLICY = BackupPolicy()
+
+
+@dataclass(frozen=True)
+class KeptCopy:
+    """What retention needs of one verified copy: its name, when (epoch), its revision, and
+    the order it was made in (``seq``: newest first even when the clock was moved back)."""
+
+    name: str
+    made_at: float
+    revision: str | None
+    seq: int
+
+
+def is_due(last_at: float | None, now: float, policy: BackupPolicy = DEFAULT_POLICY) -> bool:
+    """A copy is due when there is none, the newest is old, or it is dated in the future
+    (the clock was moved back since: its age cannot be trusted, one copy now settles it)."""
+    if last_at is None:
+        return True
+    age = now - last_at
+    return age < 0 or age >= policy.every_seconds
+
+
+def _day(epoch: float) -> tuple[int, ...]:
+    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return (moment.year, moment.month, moment.day)
+
+
+def _week(epoch: float) -> tuple[int, ...]:
+    year, week, _ = dt.datetime.fromtimestamp(epoch, dt.UTC).isocalendar()
+    return (year, week)
+
+
+def _month(epoch: float) -> tuple[int, ...]:
+    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return (moment.year, moment.month)
+
+
+def to_keep(copies: Iterable[KeptCopy], policy: BackupPolicy = DEFAULT_POLICY) -> set[str]:
+    """The names of the copies retention keeps; every other one may be deleted."""
+    newest_first: Sequence[KeptCopy] = sorted(copies, key=lambda c: c.seq, reverse=True)
+    if not newest_first:
+        return set()
+    keep = {newest_first[0].name}  # the newest verified copy, whatever its date
+    for bucket, slots in ((_day, policy.daily), (_week, policy.weekly), (_month, policy.monthly)):
+        seen: set[tuple[int, ...]] = set()
+        for copy in newest_first:
+            period = bucket(copy.made_at)
+            if period in seen:
+                continue
+            if len(seen) == slots:
+                break
+            seen.add(period)
+            keep.add(copy.name)
+    # Never the only copy of a revision: the newest copy of each revision stays.
+    revisions_kept = {c.revision for c in newest_first if c.name in keep}
+    for copy in newest_first:
+        if copy.revision not in revisions_kept:
+            revisions_kept.add(copy.revision)
+            keep.add(copy.name)
+    return keep
+
+
+@dataclass
+class BackupReport:
+    """What one call made, for the app to show: never raised, always returned.
+
+    ``made`` is the verified copy in the data folder that holds the database as it is now
+    (a new one, or the newest one when nothing changed since: ``unchanged``);
+    ``second_place`` its copy in the second place; ``failed`` a copy that failed
+    verification, kept aside; ``warnings`` what the app should show the user (a second
+    place missing or full, a backup that could not be made).
+    """
+
+    database: str
+    due: bool
+    made: str | None = None
+    second_place: str | None = None
+    unchanged: bool = False
+    failed: str | None = None
+    removed: list[str] | None = None
+    warnings: list[str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.warnings and self.failed is None
+
+    def warn(self, message: str) -> None:
+        self.warnings = [*(self.warnings or []), message]
+
+    def describe(self) -> str:
+        if not self.due:
+            lines = [f"{self.database}: no backup due"]
+        elif self.made and self.unchanged:
+            lines = [f"{self.database}: unchanged since its backup {self.made}"]
+        elif self.made:
+            lines = [f"{self.database}: backed up to {self.made} (verified)"]
+        else:
+            lines = [f"{self.database}: no backup was made"]
+        if self.second_place:
+            lines.append(f"  second place: {self.second_place} (verified)")
+        if self.failed:
+            lines.append(f"  a copy failed verification and is kept aside: {self.failed}")
+        lines.extend(f"  removed by retention: {path}" for path in self.removed or [])
+        lines.extend(f"  warning: {message}" for message in self.warnings or [])
+        return "\n".join(lines)
