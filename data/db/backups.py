@@ -60,7 +60,7 @@ def _not_due(record_file: Path, now: float, every: float, second_place: Path | N
                 newest = entry
         if newest is None:
             return False
-        from data.migration.verified_copy import epoch_of
+        from data.migration.schedule import epoch_of
 
         last = epoch_of(newest.get("checked_at")) or epoch_of(newest.get("made_at"))
         if last is None or not 0 <= now - last < every:

@@ -49,6 +49,23 @@ class KeptCopy:
     seq: int
 
 
+def iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="microseconds")
+
+
+def epoch_of(text: object) -> float | None:
+    """The epoch of an ISO timestamp as the record and manifests write them (None if not)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
 def is_due(last_at: float | None, now: float, policy: BackupPolicy = DEFAULT_POLICY) -> bool:
     """A copy is due when there is none, the newest is old, or it is dated in the future
     (the clock was moved back since: its age cannot be trusted, one copy now settles it)."""

@@ -42,7 +42,9 @@ from data.migration.schedule import (
     BackupPolicy,
     BackupReport,
     KeptCopy,
+    epoch_of,
     is_due,
+    iso,
     to_keep,
 )
 from data.migration.verified_copy import (
@@ -50,8 +52,6 @@ from data.migration.verified_copy import (
     Verification,
     VerificationFailedError,
     copy_file,
-    epoch_of,
-    iso,
     manifest_path,
     manifests_in,
     origin,
@@ -437,20 +437,22 @@ def list_everywhere(db_path: Path, second_place: Path | None) -> list[ListedBack
         for copy, manifest in manifests_in(second_place):
             if any(b.path == copy for b in listed):
                 continue
-            listed.append(
-                ListedBackup(
-                    copy,
-                    "second place",
-                    "scheduled" if manifest.get("kind") == SCHEDULED else str(manifest.get("kind")),
-                    str(manifest.get("made_at")),
-                    manifest.get("revision"),
-                    int(manifest.get("size", 0)),
-                    manifest.get("rows"),
-                    manifest.get("encrypted"),
-                    manifest.get("sha256"),
-                )
-            )
+            listed.append(_from_manifest(copy, "second place", manifest))
     return sorted(listed, key=lambda b: b.epoch, reverse=True)
+
+
+def _from_manifest(copy: Path, place: str, manifest: dict[str, Any]) -> ListedBackup:
+    return ListedBackup(
+        copy,
+        place,
+        "scheduled" if manifest.get("kind") == SCHEDULED else str(manifest.get("kind")),
+        str(manifest.get("made_at")),
+        manifest.get("revision"),
+        int(manifest.get("size", 0)),
+        manifest.get("rows"),
+        manifest.get("encrypted"),
+        manifest.get("sha256"),
+    )
 
 
 def _from_entry(folder: Path, entry: dict[str, Any], kind: str) -> ListedBackup:
@@ -467,32 +469,32 @@ def _from_entry(folder: Path, entry: dict[str, Any], kind: str) -> ListedBackup:
 
 
 def choose(db_path: Path, second_place: Path | None, choice: str) -> ListedBackup:
-    """The backup ``choice`` names: a path, a file name as listed, ``latest``, or the start
-    of a date and time (``2026-12-01``, ``2026-12-01T18``: the newest made then)."""
-    listed = list_everywhere(db_path, second_place)
+    """The backup ``choice`` names: a path or a file name as listed (or any copy whose
+    manifest beside it vouches for it), ``latest``, or the start of a date and time
+    (``2026-12-01``, ``2026-12-01T18``: the newest made then)."""
     display = str(db_path)
-    if not listed:
-        raise BackupError(
-            display,
-            "no backup of it is listed beside it"
-            + (f" nor in {second_place}" if second_place else f" ({SECOND_PLACE_ENV} is not set)"),
-            f"Set {SECOND_PLACE_ENV} to the folder holding the copies, or give a backup's path.",
-        )
-    if choice == "latest":
-        return listed[0]
     given = Path(choice).expanduser()
+    if given.is_absolute() or os.sep in choice:
+        manifest = read_manifest(given.absolute())
+        if manifest is not None and manifest.get("verified"):
+            return _from_manifest(given.absolute(), "given", manifest)
+    listed = list_everywhere(db_path, second_place)
+    if choice == "latest" and listed:
+        return listed[0]
     for backup in listed:
-        if given.is_absolute() or os.sep in choice:
-            if backup.path == given.absolute():
-                return backup
-        elif backup.path.name == choice:
+        if backup.path == given.absolute() or backup.path.name == choice:
             return backup
     for backup in listed:  # newest first: the newest made at that date and time
         if backup.made_at.startswith(choice):
             return backup
+    where = (
+        f"beside it or in {second_place}"
+        if second_place
+        else (f"beside it ({SECOND_PLACE_ENV} is not set: set it to the folder holding the copies)")
+    )
     raise BackupError(
         display,
-        f"{choice} is not one of its listed, verified backups",
+        f"{choice} is not one of its listed, verified backups ({len(listed)} listed {where})",
         "Run `python -m data.db list-backups` and give a path, a name or a date from it. "
         + UNCHANGED,
     )

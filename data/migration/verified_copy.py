@@ -10,7 +10,6 @@ second place may be all that is left). A copy that fails is renamed aside
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 from data.db import keys
 from data.migration import raw_sqlite
+from data.migration.schedule import epoch_of
 
 MANIFEST_SUFFIX = ".manifest.json"
 FAILED_SUFFIX = ".failed"
@@ -42,23 +42,6 @@ class Verification:
 
 def manifest_path(copy: Path) -> Path:
     return copy.with_name(copy.name + MANIFEST_SUFFIX)
-
-
-def iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="microseconds")
-
-
-def epoch_of(text: object) -> float | None:
-    """The epoch of an ISO timestamp as the record and manifests write them (None if not)."""
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
 
 
 def verify_copy(copy: Path, key: keys.DatabaseKey | None) -> Verification:
