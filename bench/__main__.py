@@ -2,7 +2,8 @@
 
 Every measurement runs in fresh interpreters on scratch copies under a temporary folder
 (never dev.db); results are medians over repeated runs, and ratios are taken in the same run.
-``--quick`` is a smoke run with small sizes; ``--json PATH`` also writes every sample.
+``--quick`` is a smoke run with small sizes; ``--full`` adds a 1 GB studio to (h);
+``--json PATH`` also writes every sample.
 """
 
 from __future__ import annotations
@@ -485,6 +486,55 @@ class Bench:
         for plain_q, enc_q in zip(answers[False], answers[True], strict=True):
             self._row(plain_q["name"], "ORM, same studio", plain_q["orm_us"], enc_q["orm_us"], "us")
 
+    # --- (h) scheduled backups (issue 16) -----------------------------------------------------
+
+    def backups(self, full: bool) -> None:
+        from bench.backups import make_studio, measure_due, measure_not_due
+
+        sizes = (10,) if self.sizes is QUICK else ((100, 1024) if full else (100,))
+        for megabytes in sizes:
+            db = make_studio(self.work, megabytes, say)
+            size = db.stat().st_size / 1e6
+            repeats = 5 if megabytes <= 100 else 3
+            for second in (False, True):
+                place = self.work / f"second-place-{megabytes}" if second else None
+                say(f"(h) due backup of {size:.0f} MB{' with a second place' if second else ''}")
+                copies, plain = measure_due(db, repeats, place)
+                ratio = median(copies) / median(plain)
+                case = f"{size:.0f} MB" + (", + second place" if second else "")
+                self.samples[f"h/{case}"] = {"backup": copies, "cp": plain}
+                self.rows.append(
+                    Row(
+                        "h",
+                        "due backup vs cp + fsync",
+                        case,
+                        f"{median(copies) * 1e3:.0f} ms vs {median(plain) * 1e3:.0f} ms "
+                        f"({ratio:.2f}x)",
+                        "copy, quick_check, row counts, manifest"
+                        + ("; cp side copies twice" if second else ""),
+                        "<= 1.5x",
+                        ratio <= 1.5,
+                    )
+                )
+            answers = measure_not_due(db, 5 if megabytes <= 100 else 1)
+            first = median([a["first_ms"] for a in answers])
+            steady = median([a["median_ms"] for a in answers])
+            alembic = any(a["modules"] for a in answers)
+            self.samples[f"h/not due {size:.0f} MB"] = answers
+            self.rows.append(
+                Row(
+                    "h",
+                    "not-due check at start",
+                    f"{size:.0f} MB",
+                    f"{first:.3f} ms first call",
+                    f"{steady * 1e3:.1f} us later calls; alembic imported: "
+                    f"{'yes' if alembic else 'no'}",
+                    "< 1 ms, no alembic",
+                    first < 1 and not alembic,
+                )
+            )
+            shutil.rmtree(db.parent, ignore_errors=True)
+
     @staticmethod
     def _medians(samples: dict[bool, list[float]]) -> tuple[float, float]:
         return median(samples[False]), median(samples[True])
@@ -525,7 +575,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     parser.add_argument(
-        "--only", default="abcdef", help="sections to run, e.g. 'ad' (default: abcdef)"
+        "--only", default="abcdefh", help="sections to run, e.g. 'ad' (default: abcdefh)"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="(h) also backs up a 1 GB studio (slow)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args(argv)
@@ -547,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.queries()
         if "f" in args.only:
             bench.encrypted_side_by_side()
+        if "h" in args.only:
+            bench.backups(args.full)
     finally:
         if args.keep:
             say(f"scratch kept in {work}")

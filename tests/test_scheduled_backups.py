@@ -173,7 +173,8 @@ def test_not_due_reads_only_the_record_and_imports_no_engine(tmp_path: Path) -> 
     before = sha256(db)
     code = (
         "import sys\n"
-        "from data.db.session import backup_if_due\n"
+        "from data.db.session import backup_if_due, init_db\n"
+        "init_db()  # as the app does first\n"
         "before = set(sys.modules)\n"
         "report = backup_if_due()\n"
         "assert not report.due, report.describe()\n"
@@ -189,7 +190,7 @@ def test_not_due_reads_only_the_record_and_imports_no_engine(tmp_path: Path) -> 
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "new: ['data.db.backups', 'data.migration.schedule']"
+    assert result.stdout.strip() == "new: ['data.db.backups']"
     assert sha256(db) == before
 
 
@@ -257,6 +258,41 @@ def test_a_full_second_place_leaves_no_partial_copy(tmp_path: Path) -> None:
         assert list(usb.iterdir()) == [filler], "a partial copy was left in the second place"
 
 
+def test_a_copy_killed_midway_never_looks_like_a_backup_in_the_second_place(
+    tmp_path: Path,
+) -> None:
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    connection = sqlite3.connect(db)
+    with connection:  # 64 MB of photos, so the copy takes a while
+        connection.execute("CREATE TABLE padding (b BLOB)")
+        connection.executemany("INSERT INTO padding VALUES (randomblob(1048576))", [()] * 64)
+    connection.close()
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "data.db", "backup"],
+        env=subprocess_env(db, INKLINK_BACKUP_DIR=str(usb)),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while not any(usb.iterdir()) and child.poll() is None:
+            pass  # the first byte of the second place's copy: kill it there
+    finally:
+        child.kill()
+        child.wait()
+    here = db.parent / "backups"
+    for found in usb.iterdir():
+        if found.suffix == ".db":  # under a backup's name: whole, or not there at all
+            assert sha256(found) == sha256(here / found.name), f"{found} is a partial copy"
+    assert list_backups_everywhere(db, second_place=usb)[0].place == "here"
+    # The next backup clears what the killed one left, and mirrors.
+    report = backup_if_due(db, second_place=usb, now=T0)
+    assert report.second_place and report.ok, report.describe()
+    assert not list(usb.glob("*.partial"))
+
+
 def test_a_copy_that_fails_verification_is_kept_aside_reported_and_never_counted(
     tmp_path: Path,
 ) -> None:
@@ -273,6 +309,7 @@ def test_a_copy_that_fails_verification_is_kept_aside_reported_and_never_counted
     add_client(db, 1)
     report = make_backup(db, copier=damaging, key=None, now=T0 + DAY)
     assert report.failed and report.made is None and report.warnings
+    assert "integrity check" in report.warnings[0], report.warnings
     assert Path(report.failed).is_file() and report.failed.endswith(".failed")
     listed = [b.path for b in list_backups_everywhere(db)]
     assert listed == [Path(good.made)], "a copy that failed its check was listed"
@@ -292,9 +329,10 @@ def test_upgrade_backups_and_scheduled_ones_keep_their_own_rules(tmp_path: Path)
     for day in range(10):
         add_client(db, day)
         assert backup_if_due(db, now=T0 + day * DAY).made
+    head = str(query(db, "SELECT version_num FROM alembic_version")[0][0])
     for n in range(7):  # more upgrades than the five kept
         add_client(db, 100 + n)
-        backup_database(db, label=f"upgrade{n}")
+        backup_database(db, label=head)
     assert len(list_backups(db)) == 5
     assert len(scheduled(db)) == 7, "upgrade backups' rotation touched scheduled copies"
     add_client(db, 200)

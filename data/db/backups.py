@@ -8,6 +8,7 @@ returned report's ``warnings``, for the app to show.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -16,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.db.errors import BackupError, DataLayerError
+from data.db.outcome import BackupReport
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from data.db.outcome import UpgradeOutcome
-    from data.migration.schedule import BackupPolicy, BackupReport
+    from data.migration.schedule import BackupPolicy
     from data.migration.scheduled_backup import ListedBackup
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,9 @@ def _not_due(record_file: Path, now: float, every: float, second_place: Path | N
                 newest = entry
         if newest is None:
             return False
-        from data.migration.schedule import epoch_of
-
-        last = epoch_of(newest.get("checked_at")) or epoch_of(newest.get("made_at"))
-        if last is None or not 0 <= now - last < every:
+        # The record writes ISO times with their UTC offset (data.migration.schedule.iso).
+        last = dt.datetime.fromisoformat(newest.get("checked_at") or newest["made_at"])
+        if not 0 <= now - last.timestamp() < every:
             return False
         if second_place is not None:
             mirrored = newest.get("second_place") or {}
@@ -95,10 +96,8 @@ def backup_if_due(
     every = policy.every_seconds if policy is not None else _DEFAULT_EVERY_SECONDS
     copies = copies_path(engine, path)
     if not force and _not_due(copies.with_name(copies.name + RECORD_SUFFIX), clock, every, place):
-        from data.migration.schedule import BackupReport
-
         return BackupReport(str(copies), due=False)
-    from data.migration.schedule import DEFAULT_POLICY, BackupReport
+    from data.migration.schedule import DEFAULT_POLICY
 
     try:
         return _make(path, copies, engine, place, policy or DEFAULT_POLICY, now, force)
@@ -143,8 +142,6 @@ def _make(
     if engine is not None and getattr(engine.pool, "checkedout", lambda: 0)():
         # Reading the file's header from Python (its key's salt) would drop the POSIX locks
         # the app's open connections hold on it; idle ones are closed first (below).
-        from data.migration.schedule import BackupReport
-
         report = BackupReport(str(path), due=True)
         report.warn(
             "the backup was put off: the database is in use. Call backup_if_due() at start "

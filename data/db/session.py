@@ -17,8 +17,8 @@ from data.db.policy import apply_app_policy, read_only_options
 from data.db.refusals import explain_refusals
 
 if TYPE_CHECKING:
-    from data.db.outcome import ProgressCallback, UpgradeOutcome
-    from data.migration.schedule import BackupPolicy, BackupReport
+    from data.db.outcome import BackupReport, ProgressCallback, UpgradeOutcome
+    from data.migration.schedule import BackupPolicy
 
 APP_NAME = "InkLinkOS"
 DB_FILENAME = "inklink.db"

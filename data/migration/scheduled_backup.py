@@ -18,12 +18,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
 from data.db import keys
 from data.db.errors import UNCHANGED, BackupError, DataLayerError
 from data.db.file_modes import make_private_folder
+from data.db.outcome import BackupReport
 from data.migration import raw_sqlite
 from data.migration.backup import (
     BACKUP,
@@ -40,7 +42,6 @@ from data.migration.file_lock import migration_lock
 from data.migration.schedule import (
     DEFAULT_POLICY,
     BackupPolicy,
-    BackupReport,
     KeptCopy,
     epoch_of,
     is_due,
@@ -299,6 +300,9 @@ def _mirror(db_path: Path, copy: Path, second_place: Path, report: BackupReport)
     try:
         if not second_place.is_dir():
             raise FileNotFoundError(errno.ENOENT, "missing (is the drive connected?)")
+        # A copy of this database's killed midway (never another database's: its stem).
+        for stale in second_place.glob(f"{glob_escape(db_path.stem)}-*.partial"):
+            stale.unlink(missing_ok=True)
         there = read_manifest(target)
         digest = there.get("sha256") if there else None
         if digest is None:
