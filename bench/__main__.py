@@ -489,7 +489,7 @@ class Bench:
     # --- (h) scheduled backups (issue 16) -----------------------------------------------------
 
     def backups(self, full: bool) -> None:
-        from bench.backups import make_studio, measure_due, measure_not_due
+        from bench.backups import make_studio, measure_due, measure_not_due, measure_parts
 
         sizes = (10,) if self.sizes is QUICK else ((100, 1024) if full else (100,))
         for megabytes in sizes:
@@ -514,6 +514,25 @@ class Bench:
                         + ("; cp side copies twice" if second else ""),
                         "<= 1.5x",
                         ratio <= 1.5,
+                    )
+                )
+            parts = measure_parts(db, repeats)
+            self.samples[f"h/parts {size:.0f} MB"] = parts
+            plain = median(parts["cp"])
+            for part, label in (
+                ("copy", "the copy alone (_copy)"),
+                ("verify", "verification alone"),
+            ):
+                self.rows.append(
+                    Row(
+                        "h",
+                        label,
+                        f"{size:.0f} MB",
+                        f"{median(parts[part]) * 1e3:.0f} ms "
+                        f"({median(parts[part]) / plain:.2f}x cp)",
+                        f"cp + fsync {plain * 1e3:.0f} ms in the same rounds",
+                        "(where the time goes)",
+                        None,
                     )
                 )
             answers = measure_not_due(db, 5 if megabytes <= 100 else 1)

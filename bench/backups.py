@@ -101,6 +101,32 @@ def measure_due(
     return copies, plain
 
 
+def measure_parts(db: Path, repeats: int) -> dict[str, list[float]]:
+    """Where a due backup's time goes: the copy alone, the verification alone, and cp."""
+    from data.migration.backup import _copy
+    from data.migration.verified_copy import verify_copy
+
+    parts: dict[str, list[float]] = {"copy": [], "verify": [], "cp": []}
+    target = db.parent / "parts-target.db"
+    for repeat in range(repeats + 1):
+        for side in ("cp", "copy") if repeat % 2 == 0 else ("copy", "cp"):
+            target.unlink(missing_ok=True)
+            if side == "cp":
+                seconds = _cp(db, target)
+            else:
+                started = time.perf_counter()
+                _copy(db, target, None)
+                seconds = time.perf_counter() - started
+                started = time.perf_counter()
+                verify_copy(target, None)
+                if repeat:
+                    parts["verify"].append(time.perf_counter() - started)
+            if repeat:
+                parts[side].append(seconds)
+    target.unlink(missing_ok=True)
+    return parts
+
+
 NOT_DUE_CHILD = """
 import json, sys, time
 from data.db.session import backup_if_due, init_db

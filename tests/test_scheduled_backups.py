@@ -487,3 +487,54 @@ def test_a_restore_names_only_listed_backups(tmp_path: Path) -> None:
     add_client(db, 1)
     outcome = restore_and_upgrade(stick / made.name, db)
     assert outcome.restored.place == "given" and clients(db) == 20
+
+
+def test_a_backup_before_an_upgrade_is_verified_too_and_a_bad_one_stops_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from data.migration import backup as backup_module
+
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    made = backup_database(db, label="before")
+    (entry,) = [e for e in record(db)["copies"] if e["file"] == made.name]  # type: ignore[attr-defined]
+    assert entry["rows"] == {"clients": 20, "tattoo_sessions": 20, "transactions": 100}
+    assert entry["verified"]["check"] == "quick_check"
+    real_copy = backup_module._copy
+
+    def damaging(source: Path, target: Path, key: object = None) -> None:
+        real_copy(source, target, key)  # type: ignore[arg-type]
+        with target.open("r+b") as handle:
+            handle.seek(2 * 4096)
+            handle.write(os.urandom(4096))
+
+    monkeypatch.setattr(backup_module, "_copy", damaging)
+    add_client(db, 1)
+    before = sha256(db)
+    with pytest.raises(BackupError, match="failed its check"):
+        backup_database(db, label="bad")
+    assert sha256(db) == before
+    assert list_backups(db) == [made]
+    assert len(list((db.parent / "backups").glob("*.failed"))) == 1
+
+
+def test_a_shared_second_place_keeps_each_desks_copies_apart(tmp_path: Path) -> None:
+    usb = tmp_path / "share"
+    usb.mkdir()
+    desk_a = make_studio(tmp_path / "a" / "inklink.db")
+    desk_b = make_studio(tmp_path / "b" / "inklink.db", clients=30)
+    for day in range(40):  # A's retention runs forty times over B's copy
+        add_client(desk_a, day)
+        assert backup_if_due(desk_a, second_place=usb, now=T0 + day * DAY).second_place
+        if day == 0:
+            assert backup_if_due(desk_b, second_place=usb, now=T0).second_place
+    b_copies = [b for b in list_backups_everywhere(desk_b, second_place=usb) if b.of is None]
+    assert len(b_copies) == 2, "A's retention deleted B's copy in the shared folder"
+    restore_and_upgrade("latest", desk_b, second_place=usb)
+    assert clients(desk_b) == 30
+    # A new computer (another path): both desks' copies, so "latest" is refused, a path is not.
+    new = tmp_path / "new" / "inklink.db"
+    with pytest.raises(BackupError, match="several databases"):
+        restore_and_upgrade("latest", new, second_place=usb)
+    assert not new.exists()
+    restore_and_upgrade(b_copies[-1].path, new, second_place=usb)
+    assert clients(new) == 30

@@ -62,6 +62,7 @@ def list_backups(args: argparse.Namespace) -> int:
         print(
             f"{backup.made_at[:19].replace('T', ' ')}\t{backup.place}\t{backup.kind}\t"
             f"{backup.revision or 'none'}\t{backup.size:,} bytes\t{rows}\t{backup.path}"
+            + (f"\t(a copy of {backup.of})" if backup.of else "")
         )
     return OK
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from data.db import keys
-from data.db.errors import UNCHANGED, BackupError, DataLayerError
+from data.db.errors import UNCHANGED, BackupError
 from data.db.file_modes import make_private_folder
 from data.db.outcome import BackupReport
 from data.migration import raw_sqlite
@@ -56,6 +56,7 @@ from data.migration.verified_copy import (
     manifest_path,
     manifests_in,
     origin,
+    origin_tag,
     read_manifest,
     set_aside,
     sha256_of,
@@ -296,7 +297,9 @@ def _mirror(db_path: Path, copy: Path, second_place: Path, report: BackupReport)
     if here is None:
         report.warn(f"{copy} has no manifest: not copied to {second_place}")
         return
-    target = second_place / copy.name
+    # Named for its database too: desks sharing a second place may make copies of files of
+    # the same name in the same second.
+    target = second_place / f"{copy.stem}-{origin_tag(db_path)}{copy.suffix}"
     try:
         if not second_place.is_dir():
             raise FileNotFoundError(errno.ENOENT, "missing (is the drive connected?)")
@@ -304,7 +307,7 @@ def _mirror(db_path: Path, copy: Path, second_place: Path, report: BackupReport)
         for stale in second_place.glob(f"{glob_escape(db_path.stem)}-*.partial"):
             stale.unlink(missing_ok=True)
         there = read_manifest(target)
-        digest = there.get("sha256") if there else None
+        digest = there.get("sha256") if there and there.get("origin") == here["origin"] else None
         if digest is None:
             digest = copy_file(copy, target)
             if sha256_of(target) != digest:
@@ -316,6 +319,8 @@ def _mirror(db_path: Path, copy: Path, second_place: Path, report: BackupReport)
                 manifest_path(target),
                 {
                     **here,
+                    "file": target.name,
+                    "size": target.stat().st_size,
                     "sha256": digest,
                     "verified": {
                         "at": iso(time.time()),
@@ -421,6 +426,7 @@ class ListedBackup:
     rows: dict[str, int] | None
     encrypted: bool | None
     sha256: str | None = None
+    of: str | None = None  # another database's copy (a shared second place): "host:path"
 
     @property
     def epoch(self) -> float:
@@ -441,11 +447,17 @@ def list_everywhere(db_path: Path, second_place: Path | None) -> list[ListedBack
         for copy, manifest in manifests_in(second_place):
             if any(b.path == copy for b in listed):
                 continue
-            listed.append(_from_manifest(copy, "second place", manifest))
+            listed.append(_from_manifest(copy, "second place", manifest, db_path))
     return sorted(listed, key=lambda b: b.epoch, reverse=True)
 
 
-def _from_manifest(copy: Path, place: str, manifest: dict[str, Any]) -> ListedBackup:
+def _from_manifest(
+    copy: Path, place: str, manifest: dict[str, Any], db_path: Path | None = None
+) -> ListedBackup:
+    found = manifest.get("origin")
+    of = None
+    if db_path is not None and isinstance(found, dict) and found != origin(db_path):
+        of = f"{found.get('host')}:{found.get('path')}"
     return ListedBackup(
         copy,
         place,
@@ -456,6 +468,7 @@ def _from_manifest(copy: Path, place: str, manifest: dict[str, Any]) -> ListedBa
         manifest.get("rows"),
         manifest.get("encrypted"),
         manifest.get("sha256"),
+        of,
     )
 
 
@@ -483,18 +496,30 @@ def choose(db_path: Path, second_place: Path | None, choice: str) -> ListedBacku
         if manifest is not None and manifest.get("verified"):
             return _from_manifest(given.absolute(), "given", manifest)
     listed = list_everywhere(db_path, second_place)
-    if choice == "latest" and listed:
-        return listed[0]
     for backup in listed:
         if backup.path == given.absolute() or backup.path.name == choice:
             return backup
-    for backup in listed:  # newest first: the newest made at that date and time
+    # By time: this database's own copies; on a new computer (none are), any, if they are
+    # all of one database: in a shared second place "latest" could be another desk's.
+    own = [b for b in listed if b.of is None] or listed
+    if len({b.of for b in own}) > 1:
+        raise BackupError(
+            display,
+            f"the second place {second_place} holds copies of several databases ("
+            + ", ".join(sorted({str(b.of) for b in own}))
+            + ")",
+            "Give the path of the copy to restore, from `python -m data.db list-backups`. "
+            + UNCHANGED,
+        )
+    if choice == "latest" and own:
+        return own[0]
+    for backup in own:  # newest first: the newest made at that date and time
         if backup.made_at.startswith(choice):
             return backup
     where = (
         f"beside it or in {second_place}"
         if second_place
-        else (f"beside it ({SECOND_PLACE_ENV} is not set: set it to the folder holding the copies)")
+        else f"beside it ({SECOND_PLACE_ENV} is not set: set it to the folder of the copies)"
     )
     raise BackupError(
         display,
@@ -543,7 +568,4 @@ def restore_verified(
         raise BackupError(
             display, f"its folder cannot be made ({exc})", "Check the path and permissions."
         ) from exc
-    try:
-        return restore_backup(backup.path, db_path, lock_timeout=lock_timeout)
-    except DataLayerError:
-        raise
+    return restore_backup(backup.path, db_path, lock_timeout=lock_timeout)

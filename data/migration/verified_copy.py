@@ -93,6 +93,12 @@ def origin(db_path: Path) -> dict[str, str]:
     return {"host": socket.gethostname(), "path": str(db_path)}
 
 
+def origin_tag(db_path: Path) -> str:
+    """A short name for ``origin(db_path)``, for file names in a shared second place."""
+    text = json.dumps(origin(db_path), sort_keys=True).encode("utf-8")
+    return hashlib.sha256(text).hexdigest()[:8]
+
+
 def write_json(path: Path, content: dict[str, Any]) -> None:
     """Whole or not at all, owner-only: a temporary file, flushed, renamed."""
     partial = path.with_name(path.name + ".partial")
