@@ -538,3 +538,31 @@ def test_a_shared_second_place_keeps_each_desks_copies_apart(tmp_path: Path) -> 
     assert not new.exists()
     restore_and_upgrade(b_copies[-1].path, new, second_place=usb)
     assert clients(new) == 30
+
+
+def test_in_the_app_a_backup_waits_until_no_session_is_open(tmp_path: Path) -> None:
+    """Reading the file from Python while the app holds a connection would drop that
+    connection's POSIX locks: with a session open the backup is put off, with a warning."""
+    from sqlalchemy import text
+
+    from data.db.session import create_app_engine
+    from tests.conftest import sqlite_url
+
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    engine = create_app_engine(sqlite_url(db))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT count(*) FROM clients")).scalar()
+            report = backup_if_due(db, engine=engine, now=T0)
+            assert report.due and report.made is None
+            assert report.warnings and "in use" in report.warnings[0]
+            assert not (db.parent / "backups").exists()
+        with engine.connect() as connection:  # idle in the pool afterwards: closed first
+            connection.execute(text("SELECT 1"))
+        report = backup_if_due(db, engine=engine, now=T0)
+        assert report.made and report.ok, report.describe()
+        assert engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+        with engine.connect() as connection:  # and the app goes on as before
+            assert connection.execute(text("SELECT count(*) FROM clients")).scalar() == 20
+    finally:
+        engine.dispose()
