@@ -322,6 +322,16 @@ def test_backup_if_due_never_raises(tmp_path: Path) -> None:
     report = backup_if_due(tmp_path / "nowhere" / "inklink.db", now=T0)
     assert report.due and report.made is None and report.warnings
     assert not (tmp_path / "nowhere").exists()
+    letter = tmp_path / "inklink.db"
+    letter.write_bytes(b"this is a letter, not a database" * 100)
+    before = sha256(letter)
+    report = backup_if_due(letter, now=T0)
+    assert report.made is None and "not a SQLite database" in report.warnings[0]
+    result = data_db("backup", db=letter)
+    assert result.returncode == 2 and result.stderr.count(f"Database {letter}") == 1
+    assert "Traceback" not in result.stderr
+    assert sha256(letter) == before
+    assert not (tmp_path / "backups").exists()
 
 
 def test_upgrade_backups_and_scheduled_ones_keep_their_own_rules(tmp_path: Path) -> None:

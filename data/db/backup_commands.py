@@ -11,6 +11,7 @@ needs attention (the second place is missing or full, or a copy failed its check
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def backup(args: argparse.Namespace) -> int:
     """Make a verified backup now, or with ``--if-due`` only when one is due."""
     from data.db.backups import backup_if_due
 
+    # What went wrong is in the report printed below: not a second time by the log.
+    logging.getLogger("data.db.backups").addHandler(logging.NullHandler())
     db_path, engine = _target()
     report = backup_if_due(
         db_path,
@@ -37,9 +40,10 @@ def backup(args: argparse.Namespace) -> int:
         second_place=args.to,
         force=not args.if_due,
     )
-    print(report.describe())
     if report.due and report.made is None:
+        print(report.describe(), file=sys.stderr)
         return REFUSED
+    print(report.describe())
     return OK if report.ok else ATTENTION
 
 

@@ -152,9 +152,14 @@ def _make(
         engine.dispose()  # idle pooled connections: none holds a lock while the file is read
     from data.db import keys
 
-    key = keys.key_for(path) if keys.looks_encrypted(path) else None
     if not path.is_file():
         raise BackupError(str(path), "there is no database file to back up", "Start the app once.")
+    from data.migration.sqlite_file import inspect_sqlite_file
+
+    key = keys.key_for(path) if keys.looks_encrypted(path) else None
+    # Refuses, with its own message, a file that is no database or whose key is wrong
+    # (the whole-file check is the copy's, after it is written).
+    inspect_sqlite_file(path, quick_check=False, key=key)
     return make_backup(
         path,
         copier=sqlite_copier(path, key),
