@@ -535,8 +535,15 @@ def test_a_shared_second_place_keeps_each_desks_copies_apart(tmp_path: Path) -> 
     for day in range(40):  # A's retention runs forty times over B's copy
         add_client(desk_a, day)
         assert backup_if_due(desk_a, second_place=usb, now=T0 + day * DAY).second_place
-        if day == 0:
+        if day == 0:  # both desks' copies made in the same second, of files of one name
             assert backup_if_due(desk_b, second_place=usb, now=T0).second_place
+            (a_there,) = [
+                b
+                for b in list_backups_everywhere(desk_a, second_place=usb)
+                if b.place == "second place" and b.of is None
+            ]
+            assert a_there.rows and a_there.rows["clients"] == 21, "B's copy replaced A's"
+            assert sha256(a_there.path) == a_there.sha256
     b_copies = [b for b in list_backups_everywhere(desk_b, second_place=usb) if b.of is None]
     assert len(b_copies) == 2, "A's retention deleted B's copy in the shared folder"
     restore_and_upgrade("latest", desk_b, second_place=usb)
