@@ -65,16 +65,14 @@ def verify_copy(copy: Path, key: keys.DatabaseKey | None) -> Verification:
         ]
         if not tables:
             raise VerificationFailedError("it holds no tables")
+        # The version row is read and recorded, not required: a legacy file (no version
+        # table) or one a failed adoption left empty is still worth its copy.
         revision = None
         if "alembic_version" in tables:
             versions = [
                 str(row[0]) for row in connection.execute("SELECT version_num FROM alembic_version")
             ]
-            if len(versions) != 1:
-                raise VerificationFailedError(
-                    f"its version table holds {len(versions)} rows, not 1"
-                )
-            revision = versions[0]
+            revision = ", ".join(versions) or None
         rows = {
             table: int(connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
             for table in tables
