@@ -592,3 +592,25 @@ def test_in_the_app_a_backup_waits_until_no_session_is_open(tmp_path: Path) -> N
             assert connection.execute(text("SELECT count(*) FROM clients")).scalar() == 20
     finally:
         engine.dispose()
+
+
+def test_an_unwritable_second_place_is_a_warning(tmp_path: Path) -> None:
+    """A read-only file system (a write-protected card, a share mounted read-only): root
+    writes through file modes, not through a read-only mount."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    card = tmp_path / "card"
+    card.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=4m", "tmpfs", str(card)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a read-only tmpfs here: {mounted.stderr}")
+    try:
+        report = backup_if_due(db, second_place=card, now=T0)
+        assert report.made and not report.second_place
+        assert report.warnings and "Read-only" in report.warnings[0], report.warnings
+        assert list(card.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "--lazy", str(card)], check=True)
