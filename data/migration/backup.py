@@ -24,7 +24,7 @@ from data.db.errors import UNCHANGED, BackupError, DatabaseBusyError, DataLayerE
 from data.db.file_modes import create_private_file, make_private_folder
 from data.migration import raw_sqlite
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
-from data.migration.sqlite_file import check_location, inspect_sqlite_file
+from data.migration.sqlite_file import check_location, inspect_sqlite_file, whole_file_problems
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,22 @@ def list_backups(db_path: Path) -> list[Path]:
     """The backups the data layer made of ``db_path`` (before upgrades), newest first."""
     folder = backup_folder(db_path)
     return [folder / str(entry["file"]) for entry in _recorded(db_path, BACKUP)]
+
+
+def last_good_backup(db_path: Path) -> Path | None:
+    """The newest recorded backup of ``db_path`` whose every page passes SQLite's check.
+
+    The way back from damage found after start: the newest backup may have been made from
+    the damaged file itself (an upgrade copies the file as it is, then checks only what it
+    touched), so each is checked, newest first, until one passes.
+    """
+    for candidate in list_backups(db_path):
+        try:
+            if not whole_file_problems(candidate, read_only=True):
+                return candidate
+        except raw_sqlite.IO_ERRORS as exc:
+            log.warning("backup %s could not be checked: %s", candidate, exc)
+    return None
 
 
 # --- the fingerprint -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Column, Connection, Engine, MetaData, PrimaryKeyConstraint, String, Table
 
 from data.db.errors import (
+    ADVICE_RESTORE,
     ADVICE_UPDATE_APP,
+    DatabaseCorruptError,
     DatabaseNewerThanAppError,
     RevisionLintError,
     RevisionRecordError,
@@ -84,6 +87,25 @@ def require_recorded(display: str) -> RecordedHistory:
             "developers.",
         )
     return history
+
+
+class StepClock:
+    """Where an upgrade's time went, step by step, in ms (logged; the bench prints it)."""
+
+    STEPS = ("lock", "classification", "backup", "migrate", "checks", "verify", "commit")
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.ms: dict[str, float] = dict.fromkeys(self.STEPS, 0.0)
+
+    def mark(self, step: str) -> None:
+        now = time.perf_counter()
+        self.ms[step] = self.ms.get(step, 0.0) + (now - self.last) * 1000
+        self.last = now
+
+    def log(self, display: str) -> None:
+        shown = ", ".join(f"{step} {ms:.0f}" for step, ms in self.ms.items())
+        log.info("%s: steps in ms: %s", display, shown, extra={"steps": dict(self.ms)})
 
 
 # --- classification --------------------------------------------------------------------------
@@ -180,7 +202,12 @@ def progress_hook(
 
 
 def verify(
-    backend: Backend, connection: Connection, *, expect: str | None, exact: bool = False
+    backend: Backend,
+    connection: Connection,
+    *,
+    expect: str | None,
+    exact: bool = False,
+    clock: StepClock | None = None,
 ) -> None:
     """Before commit: the version is ``expect``, foreign keys hold, and the schema is the
     one that revision promises (its exported schema; on a server, the chain replayed).
@@ -199,6 +226,18 @@ def verify(
             f"after the upgrade it is at {versions or 'no revision'}, not at {expect}",
             ROLLED_BACK,
         )
+    if clock is not None:
+        clock.mark("verify")
+    # Scoped to what the transaction touched: the whole file is checked after start.
+    damage = backend.integrity_problems(connection)
+    if damage:
+        raise DatabaseCorruptError(
+            display,
+            "the file is damaged where the upgrade wrote (SQLite integrity check: "
+            + "; ".join(damage[:3])
+            + ")",
+            ADVICE_RESTORE + " The upgrade was rolled back: the database was not changed.",
+        )
     broken = backend.foreign_key_violations(connection)
     if broken:
         sample = "; ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in broken[:5])
@@ -207,6 +246,8 @@ def verify(
             f"the upgrade would leave {len(broken)} rows pointing at missing rows ({sample})",
             ROLLED_BACK,
         )
+    if clock is not None:
+        clock.mark("checks")
     if expect is None:
         return
     expected = backend.promised_schema(connection, expect)
@@ -281,12 +322,14 @@ def ensure_current(
     keep_backups: int = KEEP_BACKUPS,
 ) -> UpgradeOutcome:
     """Create or upgrade the database behind ``engine``; the slow path of init_db()."""
+    clock = StepClock()
     backend = backend_for(engine)
     backend.keep_backups = keep_backups
     display = backend.display
     head = require_recorded(display).head
     backend.check_location()
     with backend.session(lock_timeout) as session:
+        clock.mark("lock")
         # Re-read under the lock: another process may have done the work meanwhile.
         state = session.read_state()
         if not state.user_tables and not state.versions:
@@ -299,6 +342,11 @@ def ensure_current(
             return UpgradeOutcome("created", display, head, note=session.note)
         script = script_directory()
         plan = plan_for(display, state, known_revision_check(script), backend.unchanged)
+        if plan != "upgrade":
+            # Not an upgrade: nothing of this start will be checked before a commit, so
+            # every page is checked now (a file made before migrations, a start the fast
+            # path could not vouch for). An upgrade checks what it touches instead.
+            session.refuse_damaged()
         if plan == "current":
             verify_unchanged_schema(backend, session, state, head)
             return UpgradeOutcome("current", display, head, head, note=session.note)
@@ -307,7 +355,9 @@ def ensure_current(
         from_revision = state.versions[0] if state.versions else None
         start = from_revision or recorded_history().baseline
         refuse_unlinted(display, script, start)
+        clock.mark("classification")
         backup, note = session.prepare_to_write(state, from_revision or "legacy")
+        clock.mark("backup")
         from alembic import command  # only now: Alembic stays off the at-head path
 
         with session.transaction(from_revision) as connection:
@@ -316,9 +366,13 @@ def ensure_current(
             config = alembic_config(connection)
             config.attributes["on_version_apply"] = progress_hook(script, start, progress)
             command.upgrade(config, "head")
-            verify(backend, connection, expect=head)
+            clock.mark("migrate")
+            verify(backend, connection, expect=head, clock=clock)
             backend.record_schema(connection)
+            clock.mark("verify")
         session.after_commit()
+        clock.mark("commit")
+    clock.log(display)
     notes = " ".join(n for n in (session.note, note) if n)
     outcome = UpgradeOutcome(
         "adopted" if plan == "adopt" else "upgraded", display, head, from_revision, backup, notes
@@ -349,6 +403,8 @@ def command_line_migration(
         state = session.read_state()
         plan = plan_for(display, state, known_revision_check(script), backend.unchanged)
         from_revision = state.versions[0] if state.versions else None
+        if plan != "upgrade":
+            session.refuse_damaged()  # as init_db(): an upgrade checks what it touches
         if plan == "adopt":
             session.check_legacy(script)
         if not read_only and (plan == "adopt" or destination != from_revision):

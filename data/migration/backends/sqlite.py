@@ -19,9 +19,11 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
 from data.db.errors import (
+    ADVICE_RESTORE,
     ADVICE_RETRY,
     UNCHANGED,
     DatabaseBusyError,
+    DatabaseCorruptError,
     DataLayerError,
     MigrationFailedError,
     NotEnoughDiskSpaceError,
@@ -29,14 +31,29 @@ from data.db.errors import (
 )
 from data.db.file_modes import create_private_file, tighten
 from data.db.head import RECORD_COMMAND, exported_schema, recorded_history
+from data.db.outcome import IntegrityReport
 from data.db.policy import create_migration_engine
 from data.migration import backends, raw_sqlite
-from data.migration.backup import backup_database, backup_folder, keep_before_recovery
+from data.migration.backup import (
+    backup_database,
+    backup_folder,
+    keep_before_recovery,
+    last_good_backup,
+)
 from data.migration.file_lock import migration_lock
 from data.migration.legacy import refuse_legacy_mismatch
-from data.migration.schema import Snapshot, sqlite_query, sqlite_snapshot
-from data.migration.sqlite_file import check_location, inspect_sqlite_file, side_files
+from data.migration.schema import Snapshot, quote_identifier, sqlite_query, sqlite_snapshot
+from data.migration.sqlite_file import (
+    SCHEMA_TABLE,
+    check_location,
+    inspect_sqlite_file,
+    integrity_problems,
+    refuse_damaged,
+    side_files,
+    whole_file_problems,
+)
 from data.migration.state import VERSION_TABLE, FileState
+from data.migration.touched import Scope, Tracker
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -76,6 +93,18 @@ def _migration_failed(display: str, from_revision: str | None, exc: Exception) -
     )
 
 
+# Where the migration connection keeps its Tracker (``Connection.info``).
+TRACKER_KEY = "inklink_touched"
+ROLLED_BACK_UNCHANGED = "The upgrade was rolled back: the database was not changed."
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """SQLite found a damaged page (SQLITE_CORRUPT, "database disk image is malformed")."""
+    original = getattr(exc, "orig", None) or exc
+    name = getattr(original, "sqlite_errorname", "")
+    return name.startswith("SQLITE_CORRUPT") or "malformed" in str(original)
+
+
 @contextlib.contextmanager
 def migration_transaction(
     url: URL,
@@ -94,20 +123,29 @@ def migration_transaction(
     engine = create_migration_engine(url)
     try:
         with engine.connect() as connection:
+            # Before the first statement is prepared: it names every table written.
+            tracker = Tracker()
+            tracker.install(connection.connection.driver_connection)
+            connection.info[TRACKER_KEY] = tracker
             try:
                 with connection.begin():
+                    tracker.start(sqlite_query(connection))
                     yield connection
             except DataLayerError:
                 raise
-            except OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise _migration_failed(display, from_revision, exc) from exc
-                raise DatabaseBusyError(
-                    display,
-                    "another program kept it locked for longer than the wait allowed",
-                    ADVICE_RETRY + " Nothing was changed.",
-                ) from exc
             except Exception as exc:
+                if _is_damage(exc):
+                    raise DatabaseCorruptError(
+                        display,
+                        f"the file is damaged where the upgrade reads or writes it ({exc})",
+                        ADVICE_RESTORE + " " + ROLLED_BACK_UNCHANGED,
+                    ) from exc
+                if isinstance(exc, OperationalError) and "locked" in str(exc):
+                    raise DatabaseBusyError(
+                        display,
+                        "another program kept it locked for longer than the wait allowed",
+                        ADVICE_RETRY + " Nothing was changed.",
+                    ) from exc
                 if read_only or (command_line and type(exc).__module__.startswith("alembic.")):
                     raise
                 raise _migration_failed(display, from_revision, exc) from exc
@@ -173,7 +211,10 @@ class FileSession(backends.Session):
                 f"database as it was before, with its side files, is kept in {self.kept}. "
                 "If clients or payments are missing, contact support before working on."
             )
-        return inspect_sqlite_file(self.path)
+        return inspect_sqlite_file(self.path, quick_check=False)
+
+    def refuse_damaged(self) -> None:
+        refuse_damaged(self.path)
 
     def check_legacy(self, script: ScriptDirectory) -> None:
         connection = raw_sqlite.connect(self.path)
@@ -260,9 +301,44 @@ class Backend(backends.Backend):
         version = int(connection.exec_driver_sql("PRAGMA schema_version").scalar_one())
         connection.exec_driver_sql(f"PRAGMA user_version = {version}")
 
+    def check_whole(self) -> IntegrityReport:
+        try:
+            problems = whole_file_problems(self.path)
+        except raw_sqlite.IO_ERRORS as exc:
+            return IntegrityReport("not checked", self.display, (f"it cannot be read: {exc}",))
+        if not problems:
+            return IntegrityReport("ok", self.display)
+        log.error("%s is damaged: %s", self.display, "; ".join(problems[:3]))
+        return IntegrityReport(
+            "damaged", self.display, tuple(problems), last_good_backup(self.path)
+        )
+
+    def scope(self, connection: Connection) -> Scope:
+        tracker = connection.info.get(TRACKER_KEY)
+        if not isinstance(tracker, Tracker):  # a connection this backend did not open
+            return Tracker().scope(sqlite_query(connection))
+        return tracker.scope(sqlite_query(connection))
+
+    def integrity_problems(self, connection: Connection) -> list[str]:
+        # Read through the open transaction: what is checked is what would be committed.
+        driver: raw_sqlite.Connection = connection.connection.driver_connection  # type: ignore[assignment]
+        problems = integrity_problems(driver, SCHEMA_TABLE)
+        for table in self.scope(connection).integrity:
+            problems.extend(f"{table}: {problem}" for problem in integrity_problems(driver, table))
+        return problems
+
     def foreign_key_violations(self, connection: Connection) -> list[tuple[Any, ...]]:
-        # Foreign keys are off while migrating: this is where they are checked.
-        return [tuple(row) for row in connection.exec_driver_sql("PRAGMA foreign_key_check")]
+        # Foreign keys are off while migrating: this is where they are checked, on every
+        # table the upgrade touched and the children of those whose rows may have moved.
+        found: list[tuple[Any, ...]] = []
+        for table in self.scope(connection).foreign_keys:
+            found.extend(
+                tuple(row)
+                for row in connection.exec_driver_sql(
+                    f"PRAGMA foreign_key_check({quote_identifier(table)})"
+                )
+            )
+        return found
 
     def promised_schema(self, connection: Connection, revision: str) -> Snapshot:
         return promised_schema(self.display, revision)
