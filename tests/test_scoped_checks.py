@@ -32,19 +32,21 @@ def scope_after(db: Path, *statements: str) -> tuple[Scope, list[tuple[object, .
     engine = create_app_engine(sqlite_url(db))
     backend = Backend(engine)
     try:
-        with pytest.raises(_RolledBack):
-            with migration_transaction(engine.url, str(db), None, read_only=True) as connection:
-                for sql in statements:
-                    if sql == "REBUILD transactions":
-                        rebuild_table(connection, "transactions")
-                    else:
-                        connection.exec_driver_sql(sql)
-                found = (
-                    backend.scope(connection),
-                    backend.foreign_key_violations(connection),
-                    backend.integrity_problems(connection),
-                )
-                raise _RolledBack
+        with (
+            pytest.raises(_RolledBack),
+            migration_transaction(engine.url, str(db), None, read_only=True) as connection,
+        ):
+            for sql in statements:
+                if sql == "REBUILD transactions":
+                    rebuild_table(connection, "transactions")
+                else:
+                    connection.exec_driver_sql(sql)
+            found = (
+                backend.scope(connection),
+                backend.foreign_key_violations(connection),
+                backend.integrity_problems(connection),
+            )
+            raise _RolledBack
     finally:
         engine.dispose()
     return found
