@@ -194,8 +194,12 @@ def source_fingerprint(db_path: Path) -> Fingerprint | None:
 # --- making copies ---------------------------------------------------------------------------
 
 
-def _copy(source: Path, target: Path) -> None:
+def _copy(source: Path, target: Path, *, take_the_lock: bool = True) -> None:
     """Copy ``source`` to the new file ``target``, consistently, owner-only from the start.
+
+    The file's bytes are copied holding its write lock (``raw_sqlite.copy_file``); a caller
+    that already holds that lock on another connection (a restore) passes
+    ``take_the_lock=False`` and gets the backup API, which reads through the lock.
 
     Written under a temporary name, flushed to disk and renamed when complete: a crash
     mid-copy never leaves something that looks like a backup.
@@ -208,17 +212,24 @@ def _copy(source: Path, target: Path) -> None:
     try:
         if not create_private_file(partial):  # 0600 whatever the umask, before SQLite opens it
             raise FileExistsError(errno.EEXIST, "a partial backup is in the way", str(partial))
-        src = raw_sqlite.connect(source)
-        try:
-            dst = raw_sqlite.connect(partial)
+        if take_the_lock:
+            raw_sqlite.copy_file(source, partial)
+        else:  # the caller holds the source's write lock on another connection
+            src = raw_sqlite.connect(source)
             try:
-                raw_sqlite.backup(src, dst)
-                # A copy left in WAL mode may not open read-only later: a backup is one file.
-                dst.execute("PRAGMA journal_mode = DELETE")
+                dst = raw_sqlite.connect(partial)
+                try:
+                    raw_sqlite.backup(src, dst)
+                finally:
+                    dst.close()
             finally:
-                dst.close()
+                src.close()
+        dst = raw_sqlite.connect(partial)
+        try:
+            # A copy left in WAL mode may not open read-only later: a backup is one file.
+            dst.execute("PRAGMA journal_mode = DELETE")
         finally:
-            src.close()
+            dst.close()
         # Opened for writing: Windows flushes (FlushFileBuffers) only a writable handle.
         descriptor = os.open(partial, os.O_RDWR | getattr(os, "O_BINARY", 0))
         try:
@@ -376,7 +387,7 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
             def copy_aside() -> None:
                 # Runs holding the database's write lock: every commit so far is in the copy.
                 if had_content:
-                    _copy(db_path, aside)
+                    _copy(db_path, aside, take_the_lock=False)
                     _add_to_record(db_path, aside, REPLACED, restored_from=str(backup))
 
             make_private_folder(folder)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import sqlite3
 import stat
 import time
@@ -47,6 +48,53 @@ def connect(path: Path | str, *, timeout: float = 30.0, read_only: bool = False)
 def backup(source: Connection, target: Connection) -> None:
     """Copy ``source`` into ``target`` page by page, consistently (SQLite's online backup API)."""
     source.backup(target)
+
+
+def copy_file(source_path: Path, target_path: Path) -> None:
+    """Copy the database ``source_path`` to ``target_path`` consistently, as fast as ``cp``.
+
+    Holding the source's write lock (``BEGIN IMMEDIATE``), nothing can change the main file:
+    no other connection can commit, and in WAL mode a checkpoint has nothing to copy once the
+    WAL was checkpointed and truncated first. Then the file's bytes are the database, and the
+    operating system copies them (``sendfile``), about two to three times faster than the
+    backup API, which goes through both connections' page caches. When the WAL could not be
+    emptied (a reader held it, or a commit came between), the backup API copies instead.
+    The copy is left in WAL mode if the source was: the caller sets its journal mode.
+    """
+    source = connect(source_path)
+    try:
+        wal = side_file(source_path, WAL_SUFFIX)
+        (mode,) = source.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":
+            source.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        try:
+            source.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            backup_into(source, target_path)  # a long save elsewhere: read a snapshot
+            return
+        try:
+            try:
+                settled = os.stat(wal).st_size == 0
+            except FileNotFoundError:
+                settled = True
+            if settled:
+                shutil.copyfile(source_path, target_path)
+                return
+        finally:
+            source.execute("ROLLBACK")
+        backup_into(source, target_path)
+    finally:
+        source.close()
+
+
+def backup_into(source: Connection, target_path: Path) -> None:
+    target = connect(target_path)
+    try:
+        backup(source, target)
+    finally:
+        target.close()
 
 
 class WriteLockTimeoutError(Exception):

@@ -103,9 +103,11 @@ class Backend(ABC):
         )
 
     @abstractmethod
-    def foreign_key_violations(self, connection: Connection) -> list[tuple[Any, ...]]:
+    def foreign_key_violations(
+        self, connection: Connection, *, everything: bool = False
+    ) -> list[tuple[Any, ...]]:
         """Rows pointing at missing rows, in what the open transaction touched and the
-        tables that point into it: (table, rowid, parent) each."""
+        tables that point into it, or in ``everything``: (table, rowid, parent) each."""
 
     @abstractmethod
     def promised_schema(self, connection: Connection, revision: str) -> Snapshot:

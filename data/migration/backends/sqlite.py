@@ -313,9 +313,9 @@ class Backend(backends.Backend):
             "damaged", self.display, tuple(problems), last_good_backup(self.path)
         )
 
-    def scope(self, connection: Connection) -> Scope:
+    def scope(self, connection: Connection, *, everything: bool = False) -> Scope:
         tracker = connection.info.get(TRACKER_KEY)
-        if not isinstance(tracker, Tracker):  # a connection this backend did not open
+        if everything or not isinstance(tracker, Tracker):  # or a connection not ours
             return Tracker().scope(sqlite_query(connection))
         return tracker.scope(sqlite_query(connection))
 
@@ -327,11 +327,13 @@ class Backend(backends.Backend):
             problems.extend(f"{table}: {problem}" for problem in integrity_problems(driver, table))
         return problems
 
-    def foreign_key_violations(self, connection: Connection) -> list[tuple[Any, ...]]:
+    def foreign_key_violations(
+        self, connection: Connection, *, everything: bool = False
+    ) -> list[tuple[Any, ...]]:
         # Foreign keys are off while migrating: this is where they are checked, on every
         # table the upgrade touched and the children of those whose rows may have moved.
         found: list[tuple[Any, ...]] = []
-        for table in self.scope(connection).foreign_keys:
+        for table in self.scope(connection, everything=everything).foreign_keys:
             found.extend(
                 tuple(row)
                 for row in connection.exec_driver_sql(
