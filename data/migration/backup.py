@@ -213,7 +213,8 @@ def _copy(source: Path, target: Path, *, take_the_lock: bool = True) -> None:
         if not create_private_file(partial):  # 0600 whatever the umask, before SQLite opens it
             raise FileExistsError(errno.EEXIST, "a partial backup is in the way", str(partial))
         if take_the_lock:
-            raw_sqlite.copy_file(source, partial)
+            if not raw_sqlite.copy_file(source, partial):
+                log.info("%s: copied through the backup API (its WAL could not be emptied)", source)
         else:  # the caller holds the source's write lock on another connection
             src = raw_sqlite.connect(source)
             try:

@@ -50,7 +50,12 @@ def backup(source: Connection, target: Connection) -> None:
     source.backup(target)
 
 
-def copy_file(source_path: Path, target_path: Path) -> None:
+# How long a backup waits for another window's save before it reads a snapshot instead
+# (the backup API): a save takes milliseconds, and the snapshot copy is correct, only slower.
+COPY_LOCK_WAIT_SECONDS = 1.0
+
+
+def copy_file(source_path: Path, target_path: Path) -> bool:
     """Copy the database ``source_path`` to ``target_path`` consistently, as fast as ``cp``.
 
     Holding the source's write lock (``BEGIN IMMEDIATE``), nothing can change the main file:
@@ -60,8 +65,9 @@ def copy_file(source_path: Path, target_path: Path) -> None:
     backup API, which goes through both connections' page caches. When the WAL could not be
     emptied (a reader held it, or a commit came between), the backup API copies instead.
     The copy is left in WAL mode if the source was: the caller sets its journal mode.
+    Returns whether the bytes were copied (False: the backup API was used).
     """
-    source = connect(source_path)
+    source = connect(source_path, timeout=COPY_LOCK_WAIT_SECONDS)
     try:
         wal = side_file(source_path, WAL_SUFFIX)
         (mode,) = source.execute("PRAGMA journal_mode").fetchone()
@@ -73,7 +79,7 @@ def copy_file(source_path: Path, target_path: Path) -> None:
             if not is_busy(exc):
                 raise
             backup_into(source, target_path)  # a long save elsewhere: read a snapshot
-            return
+            return False
         try:
             try:
                 settled = os.stat(wal).st_size == 0
@@ -81,10 +87,11 @@ def copy_file(source_path: Path, target_path: Path) -> None:
                 settled = True
             if settled:
                 shutil.copyfile(source_path, target_path)
-                return
+                return True
         finally:
             source.execute("ROLLBACK")
         backup_into(source, target_path)
+        return False
     finally:
         source.close()
 

@@ -232,7 +232,10 @@ def verify(
         )
     if clock is not None:
         clock.mark("verify")
-    # Scoped to what the transaction touched: the whole file is checked after start.
+    # Scoped to what the transaction touched: the whole file is checked after start. The
+    # references first: the integrity of the touched tables may still be being checked
+    # beside the upgrade meanwhile.
+    broken = backend.foreign_key_violations(connection, everything=everything)
     damage = backend.integrity_problems(connection)
     if damage:
         raise DatabaseCorruptError(
@@ -242,7 +245,6 @@ def verify(
             + ")",
             ADVICE_RESTORE + " The upgrade was rolled back: the database was not changed.",
         )
-    broken = backend.foreign_key_violations(connection, everything=everything)
     if broken:
         sample = "; ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in broken[:5])
         raise SchemaVerificationError(

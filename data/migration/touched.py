@@ -14,6 +14,7 @@ table that only gained a column keeps every row where it was: its children are n
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,13 +54,26 @@ class Tracker:
         self.written: set[str] = set()
         self.reindexed: set[str] = set()
         self.before: Catalog | None = None
+        #: Called with each table the first time a statement is about to change it (its
+        #: rows, definition or indexes), before the statement runs.
+        self.on_touch: Callable[[str], None] | None = None
+        self._seen: set[str] = set()
 
     def authorize(self, action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
         if action in _WRITES_ARG1 and arg1:
             self.written.add(arg1)
+            self._touch(arg1)
         elif action in _INDEX_ARG2 and arg2:
             self.reindexed.add(arg2)
+            self._touch(arg2)
+        elif action == sqlite3.SQLITE_ALTER_TABLE and arg2:
+            self._touch(arg2)
         return sqlite3.SQLITE_OK
+
+    def _touch(self, table: str) -> None:
+        if table not in self._seen and self.on_touch is not None:
+            self._seen.add(table)
+            self.on_touch(table)
 
     def install(self, driver_connection: Any) -> None:
         driver_connection.set_authorizer(self.authorize)
@@ -67,6 +81,9 @@ class Tracker:
     def start(self, query: Query) -> None:
         """Read the catalog as the transaction found it (call right after BEGIN)."""
         self.before = catalog(query)
+
+    def tables_before(self) -> set[str]:
+        return {name for (kind, name) in (self.before or {}) if kind == "table"}
 
     def scope(self, query: Query) -> Scope:
         """The tables to check, as the transaction leaves them."""

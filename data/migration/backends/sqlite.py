@@ -42,6 +42,7 @@ from data.migration.backup import (
 )
 from data.migration.file_lock import migration_lock
 from data.migration.legacy import refuse_legacy_mismatch
+from data.migration.prior_check import PriorStateCheck
 from data.migration.schema import Snapshot, quote_identifier, sqlite_query, sqlite_snapshot
 from data.migration.sqlite_file import (
     SCHEMA_TABLE,
@@ -95,6 +96,8 @@ def _migration_failed(display: str, from_revision: str | None, exc: Exception) -
 
 # Where the migration connection keeps its Tracker (``Connection.info``).
 TRACKER_KEY = "inklink_touched"
+# Where it keeps the check of the touched tables' state before the upgrade, in WAL mode.
+CHECKER_KEY = "inklink_prior_check"
 ROLLED_BACK_UNCHANGED = "The upgrade was rolled back: the database was not changed."
 
 
@@ -127,9 +130,14 @@ def migration_transaction(
             tracker = Tracker()
             tracker.install(connection.connection.driver_connection)
             connection.info[TRACKER_KEY] = tracker
+            checker: PriorStateCheck | None = None
             try:
                 with connection.begin():
                     tracker.start(sqlite_query(connection))
+                    if not read_only and _in_wal_mode(Path(str(url.database))):
+                        checker = PriorStateCheck(Path(str(url.database)), tracker.tables_before())
+                        tracker.on_touch = checker.touch
+                        connection.info[CHECKER_KEY] = checker
                     yield connection
             except DataLayerError:
                 raise
@@ -149,8 +157,19 @@ def migration_transaction(
                 if read_only or (command_line and type(exc).__module__.startswith("alembic.")):
                     raise
                 raise _migration_failed(display, from_revision, exc) from exc
+            finally:
+                if checker is not None:
+                    checker.stop()
     finally:
         engine.dispose()
+
+
+def _in_wal_mode(path: Path) -> bool:
+    """Only in WAL mode does a reader see the state before the upgrade while it writes."""
+    try:
+        return raw_sqlite.is_wal_header(raw_sqlite.read_header(path, 20))
+    except OSError:
+        return False
 
 
 def use_wal(db_path: Path) -> None:
@@ -320,10 +339,22 @@ class Backend(backends.Backend):
         return tracker.scope(sqlite_query(connection))
 
     def integrity_problems(self, connection: Connection) -> list[str]:
-        # Read through the open transaction: what is checked is what would be committed.
+        # In WAL mode, each touched table as it was before the upgrade, checked beside it by
+        # a reader (prior_check.py): the pages the upgrade read or kept. A table the upgrade
+        # made has no past; it, and every touched table of a file in another journal mode, is
+        # checked through the open transaction, as it would be committed.
+        scope = self.scope(connection)
+        checker = connection.info.get(CHECKER_KEY)
+        tracker = connection.info.get(TRACKER_KEY)
         driver: raw_sqlite.Connection = connection.connection.driver_connection  # type: ignore[assignment]
-        problems = integrity_problems(driver, SCHEMA_TABLE)
-        for table in self.scope(connection).integrity:
+        if isinstance(checker, PriorStateCheck) and isinstance(tracker, Tracker):
+            before = tracker.tables_before()
+            problems = checker.finish(t for t in scope.integrity if t in before)
+            now = [t for t in scope.integrity if t not in before]
+        else:
+            problems = integrity_problems(driver, SCHEMA_TABLE)
+            now = scope.integrity
+        for table in now:
             problems.extend(f"{table}: {problem}" for problem in integrity_problems(driver, table))
         return problems
 
