@@ -2,7 +2,8 @@
 
 Every measurement runs in fresh interpreters on scratch copies under a temporary folder
 (never dev.db); results are medians over repeated runs, and ratios are taken in the same run.
-``--quick`` is a smoke run with small sizes; ``--json PATH`` also writes every sample.
+``--quick`` is a smoke run with small sizes (CI runs it; it exits 0 whatever the figures);
+``--full`` adds a 1 GB studio to (c); ``--json PATH`` also writes every sample.
 """
 
 from __future__ import annotations
@@ -533,6 +534,8 @@ class Bench:
         case = f"{self.sizes.clients:,}/{self.sizes.sessions:,}/{self.sizes.transactions:,}"
         for query in report:
             ratio = query["orm_us"] / query["raw_us"]
+            # Issue 13: one client's history at most 3x; the other two keep their 4x.
+            limit = 3.0 if query["name"] == "one client's history" else 4.0
             self.rows.append(
                 Row(
                     "e",
@@ -541,8 +544,8 @@ class Bench:
                     f"{ratio:.2f}x raw SQL",
                     f"ORM {query['orm_us']:.0f} us vs raw {query['raw_us']:.0f} us, "
                     f"{query['rows']} rows; index: {'yes' if query['index'] else 'NO'}",
-                    "index, <= 4x",
-                    query["index"] and ratio <= 4,
+                    f"index, <= {limit:g}x",
+                    query["index"] and ratio <= limit,
                 )
             )
 
@@ -624,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
                 indent=2,
             )
         )
+    if args.quick:
+        return 0  # a smoke run (CI): the sizes are too small for the targets to mean anything
     return 0 if all(row.met is not False for row in bench.rows) else 1
 
 
