@@ -182,7 +182,7 @@ def check_database() -> IntegrityReport:
     whole file (about 10 ms per MB) through a reading connection, which in WAL mode never
     holds up a save. ``python -m data.db verify`` runs the same check.
     """
-    from data.migration.integrity import check_whole_database
+    from data.migration.runner import check_whole_database
 
     return check_whole_database(engine)
 

@@ -237,7 +237,7 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
     try:
         # The whole file, or only the schema table the classification reads: an upgrade
         # checks what it touched before it commits, and the whole file is checked after
-        # start (data.migration.integrity), off the upgrade's critical path.
+        # start (runner.check_whole_database), off the upgrade's critical path.
         problems = integrity_problems(connection, None if quick_check else SCHEMA_TABLE)
         if problems:
             raise DatabaseCorruptError(
