@@ -10,6 +10,7 @@ releases the GIL). Before commit the runner waits for it: damage found refuses t
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterable
@@ -85,5 +86,7 @@ class PriorStateCheck:
         self._queue.put(None)
         self._opened.wait()
         if self._connection is not None:
-            self._connection.interrupt()
+            # The reader may have just finished and closed its connection: nothing to stop.
+            with contextlib.suppress(*raw_sqlite.DRIVER_ERRORS):
+                self._connection.interrupt()
         self._thread.join()
