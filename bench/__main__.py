@@ -355,8 +355,11 @@ class Bench:
                     for leftover in self.work.glob("upgrade.db*"):
                         leftover.unlink()
                     shutil.rmtree(self.work / "backups", ignore_errors=True)
-                    # Each side meets the file as the upgrade does: freshly copied.
-                    shutil.copyfile(studio, db)
+                    # Each side meets a settled file, as a studio's is (written long ago):
+                    # copied and flushed first. A file whose pages are still being written
+                    # back copies several times slower, and its first fsync (the upgrade's
+                    # commit) pays for writing the whole copy.
+                    copy_and_sync(studio, db)
                     if side == "cp":
                         runs["cp"].append(copy_and_sync(db, self.work / "upgrade.db-copy"))
                         continue
@@ -464,7 +467,7 @@ class Bench:
         for repeat in range(self.sizes.rebuild_repeats):
             for side in ("runner", "raw") if repeat % 2 == 0 else ("raw", "runner"):
                 db = self.work / f"rebuild-{side}.db"
-                shutil.copyfile(studio, db)
+                copy_and_sync(studio, db)  # settled, as a studio's file is (see upgrade_sizes)
                 if side == "runner":
                     env = child_env(root, db, BENCH_REBUILD_TIMING=str(timing))
                     _, answer = run_child(COUNTED_INIT, env, root)
