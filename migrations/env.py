@@ -29,6 +29,7 @@ from data.authoring import er_diagram
 from data.authoring.revisions import quick_problems, record_written
 from data.db.errors import DataLayerError, MigrationFailedError, SchemaVerificationError
 from data.db.session import DB_PATH, engine
+from data.migration import guards
 from data.migration.revision_lint import lint_files
 from data.migration.runner import LOCK_TIMEOUT_SECONDS, command_line_migration
 from data.models import Base
@@ -113,7 +114,10 @@ def refuse_unlinted_steps() -> Any:
 
 
 def configure_and_run(connection: Connection, *, guard: bool = False) -> None:
-    hooks = list(config.attributes.get("on_version_apply", ()))
+    # The storage guards follow every step's schema, in the same transaction.
+    keeper = guards.Keeper(connection, context.script)
+    hooks: list[Any] = [keeper]
+    hooks += list(config.attributes.get("on_version_apply", ()))
     if guard:
         hooks.append(refuse_unlinted_steps())
     context.configure(
@@ -129,8 +133,11 @@ def configure_and_run(connection: Connection, *, guard: bool = False) -> None:
         process_revision_directives=skip_empty_revisions,
         on_version_apply=hooks,
     )
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        keeper.close()
 
 
 def _destination() -> str | Literal[False] | None:
@@ -155,6 +162,10 @@ def run_migrations_offline() -> None:
 
     def track(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
         applied.append(step.up_revision_id if step.is_upgrade else step.down_revision_ids[0])
+        # The storage guards, as the online run keeps them, for the schema of that revision.
+        if guards.active(context.script, applied[-1]):
+            for statement in guards.offline_statements(engine.dialect.name, applied[-1]):
+                ctx.impl.execute(statement)
 
     context.configure(
         url=engine.url,
@@ -192,6 +203,14 @@ def _for_the_command_line(exc: DataLayerError) -> str:
     return str(exc)
 
 
+def _show_recovery_key(recovery_key: str) -> None:
+    """A database this command created encrypted, its key in the keyring: shown once, on
+    the terminal only (never through logging)."""
+    from data.db.key_commands import recovery_block
+
+    print(recovery_block(recovery_key), flush=True)
+
+
 @contextlib.contextmanager
 def _connection_behind(handed: object) -> Iterator[Connection]:
     """The Connection an object's ``connect()`` yields; anything else is refused."""
@@ -208,8 +227,36 @@ def _connection_behind(handed: object) -> Iterator[Connection]:
     )
 
 
+def _writes_a_file_only() -> bool:
+    """``alembic revision`` without ``--autogenerate``: nothing to read from a database."""
+    command = getattr(config.cmd_opts, "cmd", None)
+    return (
+        command is not None
+        and command[0].__name__ == "revision"
+        and not getattr(config.cmd_opts, "autogenerate", False)
+    )
+
+
 def run_migrations_online() -> None:
     handed = config.attributes.get("connection")
+    if handed is None and _writes_a_file_only():
+        # Starting a revision by hand reads nothing: it never creates or opens the database
+        # (Alembic still wants a connection to ask for the current heads: an empty one).
+        from sqlalchemy import create_engine
+
+        scratch = create_engine("sqlite://")
+        try:
+            with scratch.connect() as connection:
+                context.configure(
+                    connection=connection,
+                    target_metadata=target_metadata,
+                    process_revision_directives=skip_empty_revisions,
+                )
+                with context.begin_transaction():
+                    context.run_migrations()
+        finally:
+            scratch.dispose()
+        return
     if isinstance(handed, Connection):
         # A program (init_db's runner, a test) owns the transaction and its policy.
         configure_and_run(handed)
@@ -228,7 +275,9 @@ def run_migrations_online() -> None:
     on_db_path = target is engine and engine.dialect.name == "sqlite"
     log.info("database: %s", DB_PATH if on_db_path else target.url)  # str(url) masks passwords
     try:
-        with command_line_migration(target, context.script, _destination()) as connection:
+        with command_line_migration(
+            target, context.script, _destination(), show_recovery_key=_show_recovery_key
+        ) as connection:
             configure_and_run(connection, guard=True)
     except DataLayerError as exc:
         # Alembic prints a CommandError once, as "FAILED: <message>", without a traceback.

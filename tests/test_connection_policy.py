@@ -29,7 +29,7 @@ def test_rolled_back_ddl_and_rows_are_really_gone(created_engine: Engine) -> Non
         connection.exec_driver_sql("CREATE TABLE scratch (id INTEGER)")
         connection.exec_driver_sql(
             "INSERT INTO clients (first_name, last_name, created_at, updated_at) "
-            "VALUES ('A', 'B', '2026-01-01', '2026-01-01')"
+            "VALUES ('A', 'B', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
         )
         raise Boom
     with created_engine.connect() as connection:
@@ -44,7 +44,7 @@ def test_savepoint_rolls_back_only_its_own_work(created_engine: Engine) -> None:
     factory = create_session_factory(created_engine)
     insert = text(
         "INSERT INTO clients (first_name, last_name, created_at, updated_at) "
-        "VALUES (:n, 'B', '2026-01-01', '2026-01-01')"
+        "VALUES (:n, 'B', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
     )
     with factory() as db, db.begin():
         db.execute(insert, {"n": "kept"})
@@ -97,7 +97,7 @@ def test_concurrent_windows_all_save_without_database_is_locked(
     with created_engine.begin() as connection:
         connection.exec_driver_sql(
             "INSERT INTO clients (first_name, last_name, created_at, updated_at) "
-            "VALUES ('A', 'B', '2026-01-01', '2026-01-01')"
+            "VALUES ('A', 'B', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
         )
     children = [
         subprocess.Popen(

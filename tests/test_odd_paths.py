@@ -176,7 +176,7 @@ def test_a_side_file_another_user_owns_is_refused_as_not_writable_not_as_damage(
             "import os, sqlite3, sys\n"
             "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
             'c.execute("INSERT INTO clients (first_name, last_name, created_at, updated_at) '
-            "VALUES ('Only', 'InTheWal', '2024-01-01 00:00:00', '2024-01-01 00:00:00')\")\n"
+            "VALUES ('Only', 'InTheWal', '2024-01-01 00:00:00.000000', '2024-01-01 00:00:00.000000')\")\n"
             "os._exit(0)\n",
             str(db),
         ],

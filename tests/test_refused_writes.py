@@ -109,7 +109,7 @@ def test_a_check_a_unique_and_a_not_null_rule_each_get_their_sentence(
         db.execute(
             text(
                 "INSERT INTO clients (first_name, last_name, created_at, updated_at) "
-                "VALUES (NULL, 'Nameless', '2026-01-01', '2026-01-01')"
+                "VALUES (NULL, 'Nameless', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
             )
         )
     assert _refused(engine, raised).sentence == "a client's first name must be given"

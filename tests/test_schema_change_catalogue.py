@@ -127,7 +127,7 @@ def _phone_unique(connection: sqlite3.Connection) -> None:
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
         connection.execute(
             "INSERT INTO clients (first_name, last_name, phone, created_at, updated_at) "
-            "VALUES ('Dup', 'Licate', '+44 7700 900001', '2026-01-01', '2026-01-01')"
+            "VALUES ('Dup', 'Licate', '+44 7700 900001', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
         )
 
 

@@ -24,6 +24,7 @@ EXPECTED = {
     "data.db.file_modes",  # the data folder is made owner-only at import
     "data.db.policy",  # the connection policy of every app connection
     "data.db.refusals",  # a refused write becomes an error for people
+    "data.db.keys",  # whether the file is encrypted, and its key when it is (issue 14)
     # init_db() at head: the fast path, the recorded head, the outcome, the header reads.
     "data.db.fast_path",
     "data.db.head",

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from data.db.head import MANIFEST_NAME, RECORD_COMMAND, SCHEMAS_FOLDER, migrations_dir
+from data.migration import guards
 from data.migration.revision_lint import Finding, lint_files, parse_revision, revision_files
 from data.migration.schema import Snapshot, sqlite_query, sqlite_snapshot
 
@@ -195,6 +196,8 @@ def replay_schemas(migrations: Path, revisions: Sequence[str]) -> dict[str, Snap
                             f"{step.path}: upgrade() fails on an empty database at the revision "
                             f"before it, so its schema cannot be recorded: {exc}"
                         ) from exc
+                    if guards.active_in_chain(revisions[: len(schemas) + 1]):
+                        guards.sync(connection)
                     schemas[revision] = sqlite_snapshot(
                         sqlite_query(connection), exclude=frozenset({_VERSION_TABLE})
                     )

@@ -1,6 +1,8 @@
 """``python -m data.db``: say where the database is and at which revision.
 
 ``python -m data.db verify``: check every page of it (exit 0 sound, 1 damaged, 2 not checked).
+``python -m data.db encrypt|rekey|decrypt|unlock`` manage the file's encryption
+(``data/db/key_commands.py``).
 """
 
 from __future__ import annotations
@@ -9,11 +11,18 @@ import sys
 
 from sqlalchemy.exc import DBAPIError
 
+from data.db.errors import DataLayerError
 from data.db.head import recorded_history
 from data.db.session import DB_PATH, engine
 
+KEY_COMMANDS = ("encrypt", "rekey", "decrypt", "unlock")
+
 
 def main() -> int:
+    if sys.argv[1:2] and sys.argv[1] in KEY_COMMANDS:
+        from data.db.key_commands import run
+
+        return run(sys.argv[1:])
     where = DB_PATH if engine.dialect.name == "sqlite" else engine.url.render_as_string()
     history = recorded_history()
     if history.problem is not None:
@@ -27,6 +36,9 @@ def main() -> int:
             ]
     except DBAPIError as exc:
         print(f"Database: {where}\nRevision: none ({exc.orig})")
+        return 1
+    except DataLayerError as exc:  # an encrypted file without its key
+        print(str(exc), file=sys.stderr)
         return 1
     head = history.head
     if versions == [head]:

@@ -107,6 +107,11 @@ def _sqlite(
         return _read_only(database)
     match = _SQLITE_FAILED.match(text)
     if match is None:
+        if text.startswith("InkLinkOS rule "):  # a storage guard (data.migration.guards)
+            from data.models import rules
+
+            guard = rules.guard_rule(text)
+            return _refused(database, [guard]) if guard is not None else None
         return None
     from data.models import rules
 

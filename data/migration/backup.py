@@ -14,12 +14,12 @@ import errno
 import json
 import logging
 import os
-import shutil
 import time
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
+from data.db import keys
 from data.db.errors import UNCHANGED, BackupError, DatabaseBusyError, DataLayerError
 from data.db.file_modes import create_private_file, make_private_folder
 from data.migration import raw_sqlite
@@ -124,16 +124,17 @@ def list_backups(db_path: Path) -> list[Path]:
     return [folder / str(entry["file"]) for entry in _recorded(db_path, BACKUP)]
 
 
-def last_good_backup(db_path: Path) -> Path | None:
+def last_good_backup(db_path: Path, key: keys.DatabaseKey | None = None) -> Path | None:
     """The newest recorded backup of ``db_path`` whose every page passes SQLite's check.
 
     The way back from damage found after start: the newest backup may have been made from
     the damaged file itself (an upgrade copies the file as it is, then checks only what it
-    touched), so each is checked, newest first, until one passes.
+    touched), so each is checked, newest first, until one passes. The backups of an
+    encrypted database have its key and salt: ``key`` opens them.
     """
     for candidate in list_backups(db_path):
         try:
-            if not whole_file_problems(candidate, read_only=True):
+            if not whole_file_problems(candidate, read_only=True, key=key):
                 return candidate
         except raw_sqlite.IO_ERRORS as exc:
             log.warning("backup %s could not be checked: %s", candidate, exc)
@@ -194,7 +195,13 @@ def source_fingerprint(db_path: Path) -> Fingerprint | None:
 # --- making copies ---------------------------------------------------------------------------
 
 
-def _copy(source: Path, target: Path, *, take_the_lock: bool = True) -> None:
+def _copy(
+    source: Path,
+    target: Path,
+    key: keys.DatabaseKey | None = None,
+    *,
+    take_the_lock: bool = True,
+) -> None:
     """Copy ``source`` to the new file ``target``, consistently, owner-only from the start.
 
     The file's bytes are copied holding its write lock (``raw_sqlite.copy_file``); a caller
@@ -202,30 +209,30 @@ def _copy(source: Path, target: Path, *, take_the_lock: bool = True) -> None:
     ``take_the_lock=False`` and gets the backup API, which reads through the lock.
 
     Written under a temporary name, flushed to disk and renamed when complete: a crash
-    mid-copy never leaves something that looks like a backup.
+    mid-copy never leaves something that looks like a backup. An encrypted ``source`` (its
+    ``key`` given) gives an encrypted copy under the same key and the same salt, so the
+    copy has the database's identity: the keyring entry and the recovery key open it too
+    (the bytes copied are the encrypted pages, salt included).
     """
     partial = target.with_name(target.name + ".partial")
     # Only this database's own leftovers: the folder may hold another database's copy in
     # progress (its lock is its own).
     for stale in target.parent.glob(f"{glob_escape(source.stem)}-*.partial*"):
         stale.unlink(missing_ok=True)
+    source_key = key.pragma() if key else None
     try:
         if not create_private_file(partial):  # 0600 whatever the umask, before SQLite opens it
             raise FileExistsError(errno.EEXIST, "a partial backup is in the way", str(partial))
         if take_the_lock:
-            if not raw_sqlite.copy_file(source, partial):
+            if not raw_sqlite.copy_file(source, partial, key=source_key):
                 log.info("%s: copied through the backup API (its WAL could not be emptied)", source)
         else:  # the caller holds the source's write lock on another connection
-            src = raw_sqlite.connect(source)
+            src = raw_sqlite.connect(source, key=source_key)
             try:
-                dst = raw_sqlite.connect(partial)
-                try:
-                    raw_sqlite.backup(src, dst)
-                finally:
-                    dst.close()
+                raw_sqlite.backup_into(src, partial, key=raw_sqlite.copy_key(source, source_key))
             finally:
                 src.close()
-        dst = raw_sqlite.connect(partial)
+        dst = raw_sqlite.connect(partial, key=source_key)
         try:
             # A copy left in WAL mode may not open read-only later: a backup is one file.
             dst.execute("PRAGMA journal_mode = DELETE")
@@ -294,12 +301,15 @@ def _rotate(db_path: Path, keep: int, made: Path) -> None:
     _write_record(db_path, record)
 
 
-def backup_database(db_path: Path, *, label: str, keep: int = KEEP_BACKUPS) -> Path:
+def backup_database(
+    db_path: Path, *, label: str, keep: int = KEEP_BACKUPS, key: keys.DatabaseKey | None = None
+) -> Path:
     """Copy ``db_path`` into the backup folder, record it, keep only the newest ``keep``.
 
     When the file is unchanged since the newest recorded backup (same fingerprint), that
     backup is returned and nothing is copied or rotated: a start that fails the same way
     every time never pushes older history out. ``label`` is the revision the file is at.
+    An encrypted database (its ``key`` given) is copied encrypted, under the same key.
     Callers hold the migration lock (the runner does), so the record has one writer.
     """
     folder = backup_folder(db_path)
@@ -313,7 +323,7 @@ def backup_database(db_path: Path, *, label: str, keep: int = KEEP_BACKUPS) -> P
             return existing
     try:
         make_private_folder(folder)
-        _copy(db_path, target)
+        _copy(db_path, target, key)
         _add_to_record(db_path, target, BACKUP, revision=label or None, source=fingerprint)
         _rotate(db_path, keep, target)
     except raw_sqlite.IO_ERRORS as exc:
@@ -334,14 +344,14 @@ def _stamp() -> str:
 # --- restoring -------------------------------------------------------------------------------
 
 
-def _use_wal(db_path: Path, timeout: float) -> None:
+def _use_wal(db_path: Path, timeout: float, key: str | None = None) -> None:
     """Put the file in the app's journal mode, so readers keep reading during the restore.
 
     In rollback-journal mode the restore's write lock would also shut out the reader that
     copies the current file aside. An app connection has already done this to any file it
     opened; a missing file is created empty here.
     """
-    connection = raw_sqlite.connect(db_path, timeout=max(timeout, 0.1))
+    connection = raw_sqlite.connect(db_path, timeout=max(timeout, 0.1), key=key)
     try:
         connection.execute("PRAGMA journal_mode = WAL")
     finally:
@@ -362,8 +372,23 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
     for up to ``lock_timeout`` seconds in all, then DatabaseBusyError, with nothing changed.
     """
     display = str(db_path)
+    # An encrypted backup is restored into an encrypted database under the same key (a
+    # backup has its database's salt, so the same keyring entry or INKLINK_DB_KEY opens both).
+    encrypted = keys.looks_encrypted(backup)
     try:
-        state = inspect_sqlite_file(backup)  # refuses a file that is not a sound SQLite database
+        has_content = db_path.stat().st_size > 0
+    except OSError:
+        has_content = False  # check_location() below says what is wrong with the path
+    if has_content and keys.looks_encrypted(db_path) != encrypted:
+        raise BackupError(
+            display,
+            f"the backup {backup} is {'' if encrypted else 'not '}encrypted and the database "
+            f"is {'not ' if encrypted else ''}: one cannot be written over the other",
+            "Choose a backup made of this database as it is now. " + UNCHANGED,
+        )
+    try:
+        key = keys.key_for(backup) if encrypted else None
+        state = inspect_sqlite_file(backup, key=key)  # refuses an unsound database
     except DataLayerError as exc:
         # Said of the backup, with advice that fits a backup (not "restore a backup").
         raise BackupError(
@@ -388,15 +413,21 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
             def copy_aside() -> None:
                 # Runs holding the database's write lock: every commit so far is in the copy.
                 if had_content:
-                    _copy(db_path, aside, take_the_lock=False)
+                    _copy(db_path, aside, key, take_the_lock=False)
                     _add_to_record(db_path, aside, REPLACED, restored_from=str(backup))
 
             make_private_folder(folder)
             create_private_file(db_path)  # a restore that creates the database: owner-only
-            _use_wal(db_path, deadline - time.monotonic())
-            src = raw_sqlite.connect(backup, read_only=True)
+            pragma = key.pragma() if key else None
+            # A database the restore creates gets the backup's salt: the same identity.
+            _use_wal(
+                db_path,
+                deadline - time.monotonic(),
+                key.pragma(keys.salt_of(backup)) if key and not had_content else pragma,
+            )
+            src = raw_sqlite.connect(backup, read_only=True, key=pragma)
             try:
-                dst = raw_sqlite.connect(db_path)
+                dst = raw_sqlite.connect(db_path, key=pragma)
                 try:
                     raw_sqlite.overwrite_holding_the_lock(
                         src, dst, once_locked=copy_aside, deadline=deadline
@@ -429,7 +460,7 @@ def _busy(display: str, timeout: float) -> DatabaseBusyError:
 
 
 def keep_before_recovery(db_path: Path) -> Path:
-    """Copy the database and every side file beside it, byte for byte, before SQLite opens it.
+    """Copy the database and the side files SQLite replays, byte for byte, before it opens it.
 
     SQLite replays a ``-wal`` or hot ``-journal`` into the database on first open, whatever
     database it came from. This copy, taken first, is the way back when a side file did not
@@ -438,17 +469,21 @@ def keep_before_recovery(db_path: Path) -> Path:
     folder = backup_folder(db_path) / f"{db_path.stem}-before-recovery-{_stamp()}"
     make_private_folder(backup_folder(db_path))
     make_private_folder(folder)
-    for source in (db_path, *(raw_sqlite.side_file(db_path, s) for s in raw_sqlite.SIDE_SUFFIXES)):
+    # Not the -shm: it is an index of the -wal, rebuilt from it when missing, and reading it
+    # is no use here. The database is read through this process's kept descriptor (see
+    # raw_sqlite.read_at): this process may hold SQLite connections to it.
+    suffixes = (raw_sqlite.WAL_SUFFIX, raw_sqlite.JOURNAL_SUFFIX)
+    for source in (db_path, *(raw_sqlite.side_file(db_path, s) for s in suffixes)):
         if not source.is_file():
             continue
         target = folder / source.name
-        with (
-            source.open("rb") as handle,
-            open(target, "xb", opener=lambda p, f: os.open(p, f, 0o600)) as out,
-        ):
-            shutil.copyfileobj(handle, out)
-            out.flush()
-            os.fsync(out.fileno())
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        raw_sqlite.copy_bytes(source, target)
+        descriptor = os.open(target, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
     _sync_folder(folder)
     log.warning("kept %s and its side files as they were in %s, before recovery", db_path, folder)
     return folder

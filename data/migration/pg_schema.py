@@ -112,6 +112,9 @@ def scratch_schema(connection: Connection) -> Iterator[None]:
 
 def pg_metadata_snapshot(connection: Connection, metadata: MetaData) -> Snapshot:
     """What ``create_all`` of ``metadata`` stores on this server, built and then rolled back."""
+    from data.migration import guards
+
     with scratch_schema(connection):
         metadata.create_all(connection)
+        guards.sync(connection)
         return pg_snapshot(connection)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from data.db.keys import DatabaseKey
 from data.db.policy import busy_timeout_seconds
 from data.migration import raw_sqlite
 from data.migration.sqlite_file import SCHEMA_TABLE, integrity_problems
@@ -24,8 +25,11 @@ from data.migration.sqlite_file import SCHEMA_TABLE, integrity_problems
 class PriorStateCheck:
     """A reader thread checking, table by table, the database as it was before the upgrade."""
 
-    def __init__(self, path: Path, existing: Iterable[str]) -> None:
+    def __init__(
+        self, path: Path, existing: Iterable[str], *, key: DatabaseKey | None = None
+    ) -> None:
         self.path = path
+        self.key = key.pragma() if key else None  # an encrypted file's reader is keyed
         self.existing = {*existing, SCHEMA_TABLE}
         self.problems: list[str] = []
         self.checked: set[str] = set()
@@ -44,7 +48,7 @@ class PriorStateCheck:
 
     def _run(self) -> None:
         try:
-            connection = raw_sqlite.connect(self.path, timeout=busy_timeout_seconds())
+            connection = raw_sqlite.connect(self.path, timeout=busy_timeout_seconds(), key=self.key)
         except BaseException as exc:
             self.error = exc
             self._opened.set()

@@ -4,18 +4,27 @@ Classification, backups, restores, the legacy check and the journal-mode switch 
 copy the file through these functions, so every one of them opens it the same way (and an
 encrypted file, later, with its key). A plain connection sets nothing: no PRAGMA, and
 ``isolation_level=None`` so the driver sends no BEGIN of its own.
+
+An encrypted file is opened through ``sqlcipher3`` (SQLCipher, the same SQLite API) with its
+key as the first statement; the plain driver stays ``sqlite3``. ``sqlcipher3`` is imported
+only when an encrypted file is opened (it costs about 5 ms), and from then on its errors are
+part of the tuples below. Both ends of a backup use the same driver.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
+import re
 import sqlite3
 import stat
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import cast
 
 # What callers catch from the driver: every error a plain connection can raise.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
@@ -23,6 +32,8 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
 IO_ERRORS: tuple[type[Exception], ...] = (OSError, *DRIVER_ERRORS)
 # The driver's "this file is not a database / is damaged" family, within DRIVER_ERRORS.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
+# "The database is locked" and the like, within DATABASE_ERRORS.
+OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
 Connection = sqlite3.Connection
 
@@ -33,16 +44,110 @@ _WRITE_VERSION_OFFSET = 18
 _WAL_FORMAT = 2
 
 
-def connect(path: Path | str, *, timeout: float = 30.0, read_only: bool = False) -> Connection:
+def connect(
+    path: Path | str,
+    *,
+    timeout: float = 30.0,
+    read_only: bool = False,
+    key: str | None = None,
+    cipher: bool = False,
+) -> Connection:
     """A plain connection to ``path``; read-only ones never create or change the file.
 
     A read-write open lets SQLite recover a hot journal left by a crash; nothing else is
     written until the caller writes. ``timeout`` is how long a statement waits for a lock.
+    ``key`` (``x'<hex>'``, see ``data.db.keys``) opens an encrypted file; nothing checks it
+    until the first read, which fails with "file is not a database" (``is_not_a_database``)
+    when it is wrong. ``cipher`` opens a plain file through SQLCipher's SQLite too: two SQLite
+    libraries must never hold the same file open in one process at once (closing one's file
+    handle drops the other's POSIX locks), so a conversion opens every end with SQLCipher.
     """
+    driver: ModuleType = sqlite3 if key is None and not cipher else cipher_driver()
     if read_only:
         uri = Path(path).absolute().as_uri() + "?mode=ro"
-        return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
-    return sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        connection = driver.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+    else:
+        connection = driver.connect(str(path), timeout=timeout, isolation_level=None)
+    if key is not None:
+        try:
+            use_key(connection, key)
+        except BaseException:
+            connection.close()
+            raise
+    return cast(Connection, connection)
+
+
+_KEY_PRAGMA = re.compile(r"x'(?:[0-9a-f]{64}|[0-9a-f]{96})'")
+
+
+def use_key(connection: object, key: str) -> None:
+    """Key a fresh SQLCipher connection: silence SQLCipher's own stderr log (a wrong key is
+    reported by the data layer, for people), then ``PRAGMA key``."""
+    if not _KEY_PRAGMA.fullmatch(key):
+        raise ValueError("a raw key is x'<64 or 96 hex digits>'")
+    execute = getattr(connection, "execute")  # noqa: B009 (either driver's connection)
+    execute("PRAGMA cipher_log_level = NONE")
+    execute(f'PRAGMA key = "{key}"')
+
+
+def cipher_driver() -> ModuleType:
+    """``sqlcipher3``, imported on first use; its errors join the tuples callers catch."""
+    global DRIVER_ERRORS, IO_ERRORS, DATABASE_ERRORS, OPERATIONAL_ERRORS
+    import sqlcipher3  # type: ignore[import-untyped]  # no stubs; used through the DB-API
+
+    if sqlcipher3.Error not in DRIVER_ERRORS:
+        DRIVER_ERRORS = (*DRIVER_ERRORS, sqlcipher3.Error)
+        IO_ERRORS = (*IO_ERRORS, sqlcipher3.Error)
+        DATABASE_ERRORS = (*DATABASE_ERRORS, sqlcipher3.DatabaseError)
+        OPERATIONAL_ERRORS = (*OPERATIONAL_ERRORS, sqlcipher3.OperationalError)
+    driver: ModuleType = sqlcipher3
+    return driver
+
+
+def is_not_a_database(exc: BaseException) -> bool:
+    """SQLite's "file is not a database": a wrong key, a plain file read with a key, or no
+    database at all (SQLCipher cannot tell them apart)."""
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB" or (
+        isinstance(exc, DATABASE_ERRORS) and "file is not a database" in str(exc)
+    )
+
+
+def export(source: Path, source_key: str | None, target: Path, target_key: str | None) -> None:
+    """Copy the database ``source`` into the new file ``target`` with SQLCipher's
+    ``sqlcipher_export``, encrypting, decrypting or changing the key on the way.
+
+    ``target`` must exist and be empty (made owner-only by the caller). The export copies
+    the schema and every row but not the header's ``user_version`` (the runner's schema
+    record): that is copied by hand. The target is left in the app's journal mode (WAL).
+    """
+    driver = cipher_driver()
+    connection = driver.connect(str(source), isolation_level=None)
+    try:
+        if source_key is not None:
+            use_key(connection, source_key)
+        if target_key is not None and not _KEY_PRAGMA.fullmatch(target_key):
+            raise ValueError("a raw key is x'<64 or 96 hex digits>'")
+        user_version, schema_version = connection.execute(
+            "SELECT * FROM pragma_user_version, pragma_schema_version"
+        ).fetchone()
+        # An empty KEY leaves the attached file plain; a raw key's quotes are its own.
+        connection.execute(f'ATTACH DATABASE ? AS export KEY "{target_key or ""}"', (str(target),))
+        try:
+            connection.execute("SELECT sqlcipher_export('export')")
+            if user_version == schema_version:
+                # The runner's record that the schema was verified holds for the copy: record
+                # the copy's own schema cookie, so its next start stays on the fast path.
+                (user_version,) = connection.execute("PRAGMA export.schema_version").fetchone()
+            connection.execute(f"PRAGMA export.user_version = {int(user_version)}")
+        finally:
+            connection.execute("DETACH DATABASE export")
+    finally:
+        connection.close()
+    written = connect(target, key=target_key, cipher=True)
+    try:
+        written.execute("PRAGMA journal_mode = WAL")
+    finally:
+        written.close()
 
 
 def backup(source: Connection, target: Connection) -> None:
@@ -55,8 +160,9 @@ def backup(source: Connection, target: Connection) -> None:
 COPY_LOCK_WAIT_SECONDS = 1.0
 
 
-def copy_file(source_path: Path, target_path: Path) -> bool:
-    """Copy the database ``source_path`` to ``target_path`` consistently, as fast as ``cp``.
+def copy_file(source_path: Path, target_path: Path, *, key: str | None = None) -> bool:
+    """Copy the database ``source_path`` into the file ``target_path`` consistently, as fast
+    as ``cp``.
 
     Holding the source's write lock (``BEGIN IMMEDIATE``), nothing can change the main file:
     no other connection can commit, and in WAL mode a checkpoint has nothing to copy once the
@@ -64,10 +170,14 @@ def copy_file(source_path: Path, target_path: Path) -> bool:
     operating system copies them (``sendfile``), about two to three times faster than the
     backup API, which goes through both connections' page caches. When the WAL could not be
     emptied (a reader held it, or a commit came between), the backup API copies instead.
+    An encrypted source (``key``, see ``connect``) gives the same encrypted pages under the
+    same salt, by either way. The bytes are read through this process's kept descriptor of
+    the file (``read_at``), never a descriptor opened and closed here: closing one would drop
+    the POSIX locks of every SQLite connection this process holds on the file.
     The copy is left in WAL mode if the source was: the caller sets its journal mode.
     Returns whether the bytes were copied (False: the backup API was used).
     """
-    source = connect(source_path, timeout=COPY_LOCK_WAIT_SECONDS)
+    source = connect(source_path, timeout=COPY_LOCK_WAIT_SECONDS, key=key)
     try:
         wal = side_file(source_path, WAL_SUFFIX)
         (mode,) = source.execute("PRAGMA journal_mode").fetchone()
@@ -75,10 +185,11 @@ def copy_file(source_path: Path, target_path: Path) -> bool:
             source.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         try:
             source.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except OPERATIONAL_ERRORS as exc:
             if not is_busy(exc):
                 raise
-            backup_into(source, target_path)  # a long save elsewhere: read a snapshot
+            # A long save elsewhere: read a snapshot.
+            backup_into(source, target_path, key=copy_key(source_path, key))
             return False
         try:
             try:
@@ -86,22 +197,59 @@ def copy_file(source_path: Path, target_path: Path) -> bool:
             except FileNotFoundError:
                 settled = True
             if settled:
-                shutil.copyfile(source_path, target_path)
+                copy_bytes(source_path, target_path)
                 return True
         finally:
             source.execute("ROLLBACK")
-        backup_into(source, target_path)
+        backup_into(source, target_path, key=copy_key(source_path, key))
         return False
     finally:
         source.close()
 
 
-def backup_into(source: Connection, target_path: Path) -> None:
-    target = connect(target_path)
+def copy_key(source_path: Path, key: str | None) -> str | None:
+    """The key of a page copy of the encrypted ``source_path``: its key and its salt (the
+    copy has the database's identity), or None for a plain file."""
+    if key is None:
+        return None
+    salt = read_header(source_path, _SALT_BYTES).hex()
+    return key[:-1] + salt + "'" if len(key) == 67 else key
+
+
+def backup_into(source: Connection, target_path: Path, *, key: str | None = None) -> None:
+    """Copy ``source`` into the file ``target_path`` with the backup API (``key``: the
+    target's key with its salt, from ``copy_key``)."""
+    target = connect(target_path, key=key)
     try:
         backup(source, target)
     finally:
         target.close()
+
+
+_COPY_CHUNK = 8 << 20
+
+
+def copy_bytes(source_path: Path, target_path: Path) -> None:
+    """Every byte of the file ``source_path`` into the existing ``target_path`` (truncated
+    first), read as ``read_at`` reads (a database through its kept descriptor), by
+    ``sendfile`` where it copies between files (Linux). The caller flushes the target."""
+    size = os.stat(source_path).st_size
+    kept = _KEEP_DESCRIPTORS and not str(source_path).endswith(_UNLOCKED_SUFFIXES)
+    source = kept_descriptor(source_path) if kept else None
+    target = os.open(target_path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_BINARY", 0))
+    try:
+        offset = 0
+        while offset < size:
+            count = min(_COPY_CHUNK, size - offset)
+            if source is not None and sys.platform.startswith("linux"):
+                done = os.sendfile(target, source, offset, count)  # the source's offset stays
+            else:
+                done = os.write(target, read_at(source_path, count, offset))
+            if done <= 0:
+                break  # shorter than its size under a write lock: the caller's check finds it
+            offset += done
+    finally:
+        os.close(target)
 
 
 class WriteLockTimeoutError(Exception):
@@ -159,7 +307,7 @@ _BUSY_SLICE_MS = 50
 
 def is_busy(exc: BaseException) -> bool:
     """The driver gave up waiting for another connection's lock."""
-    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+    return isinstance(exc, OPERATIONAL_ERRORS) and "locked" in str(exc)
 
 
 # Opening a FIFO for reading blocks until a writer comes: never wait on one.
@@ -169,22 +317,96 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY
 def read_header(path: Path | str, size: int = HEADER_SIZE) -> bytes:
     """The first ``size`` bytes of a regular file, read without SQLite (raises OSError).
 
-    Opened without blocking and refused unless it is a regular file (a FIFO, a socket or a
-    device is not a database, and reading one can wait forever).
+    Refused unless it is a regular file (a FIFO, a socket or a device is not a database, and
+    reading one can wait forever). Read through this process's kept descriptor of the file
+    (``read_at``): this may be the live database, opened by SQLite in this very process.
     """
-    descriptor = os.open(path, _OPEN_FLAGS)
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+    return read_at(path, size, 0)
+
+
+# --- reading a database file behind SQLite's back ---------------------------------------------
+#
+# POSIX advisory locks belong to a process and a file, not to a descriptor: closing ANY
+# descriptor of a file drops every lock this process holds on it, those of its SQLite
+# connections included. Another process may then take the EXCLUSIVE lock, checkpoint, and
+# delete the -wal and -shm that this process's connections still use: corruption ("How To
+# Corrupt an SQLite Database", 2.2). So a database file (or its -shm, where WAL connections
+# hold their locks) is read here through a descriptor opened once per file (device, inode)
+# and never closed while the process runs: one per database file, reused with pread. A file
+# deleted since (a rotated backup, a -shm removed by the last connection) holds no lock that
+# anyone can still reach by name: its descriptor is closed, so its disk space comes back.
+# The -wal and a -journal carry no SQLite locks and are read with a plain open and close.
+# Windows locks belong to a handle (closing ours drops nothing of SQLite's), and an open
+# handle would stop a rename over the file: nothing is kept there.
+_KEEP_DESCRIPTORS = os.name == "posix"
+_UNLOCKED_SUFFIXES = ("-wal", "-journal")
+_kept: dict[tuple[int, int], int] = {}
+_spare: list[int] = []  # a second descriptor of a kept file, opened in a race: never closed
+_kept_guard = threading.Lock()
+
+
+def read_at(path: Path | str, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes of the regular file ``path`` from ``offset`` (raises OSError),
+    without closing any descriptor of a file SQLite may lock in this process."""
+    if not _KEEP_DESCRIPTORS or str(path).endswith(_UNLOCKED_SUFFIXES):
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before the open: a FIFO would block
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        return os.read(descriptor, size)
-    finally:
-        os.close(descriptor)
+        descriptor = os.open(path, _OPEN_FLAGS)
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", str(path))
+            os.lseek(descriptor, offset, os.SEEK_SET)
+            return os.read(descriptor, size)
+        finally:
+            os.close(descriptor)
+    return os.pread(kept_descriptor(path), size, offset)
+
+
+def kept_descriptor(path: Path | str) -> int:
+    """This process's read-only descriptor of the regular file ``path`` (POSIX), opened on
+    first use and never closed while the file exists (see above)."""
+    status = os.stat(path)
+    if not stat.S_ISREG(status.st_mode):  # before any open: a FIFO would block
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    with _kept_guard:
+        found = _kept.get((status.st_dev, status.st_ino))
+        if found is not None:
+            return found
+        _forget_deleted()
+        descriptor = os.open(path, _OPEN_FLAGS)
+        opened = os.fstat(descriptor)
+        if not stat.S_ISREG(opened.st_mode):  # replaced by a FIFO in between: no lock on it
+            os.close(descriptor)
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        identity = (opened.st_dev, opened.st_ino)
+        if identity in _kept:  # renamed in between onto a file kept already
+            _spare.append(descriptor)
+            return _kept[identity]
+        _kept[identity] = descriptor
+        return descriptor
+
+
+def _forget_deleted() -> None:
+    for identity, descriptor in list(_kept.items()):
+        if os.fstat(descriptor).st_nlink == 0:
+            del _kept[identity]
+            os.close(descriptor)
+
+
+def release_kept_descriptors() -> None:
+    """Close every kept descriptor: only where this process holds no SQLite connection to
+    any of those files any more (a test between cases)."""
+    with _kept_guard:
+        for descriptor in [*_kept.values(), *_spare]:
+            os.close(descriptor)
+        _kept.clear()
+        _spare.clear()
 
 
 def is_access_denied(exc: BaseException) -> bool:
     """The driver could not open or write the file for lack of permission (not damage)."""
     name = getattr(exc, "sqlite_errorname", "")
-    return isinstance(exc, sqlite3.Error) and name.startswith(
+    return isinstance(exc, DRIVER_ERRORS) and name.startswith(
         ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
     )
 
@@ -208,6 +430,7 @@ _WAL_SALTS = slice(16, 24)  # the WAL header's two salts, big-endian
 # nPage and aFrameCksum): a -wal whose salts differ was not written beside this -shm.
 _SHM_SALTS = slice(32, 40)
 _SHM_HEADER_SIZE = 48
+_SALT_BYTES = 16  # SQLCipher's salt, the first bytes of an encrypted file (data.db.keys)
 # The first bytes of a rollback journal that SQLite will play back (a zeroed header is not).
 _JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
 

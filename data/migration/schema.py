@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +43,16 @@ def _balanced(text: str, start: int) -> str:
 
 def _normalise_sql(text: str) -> str:
     return re.sub(r"\s+", " ", text).replace("( ", "(").replace(" )", ")").strip()
+
+
+def _trigger_digest(sql: str) -> str:
+    """A trigger, short enough for a message: its event, statement count and a digest of its
+    whole normalised text (any change to it shows as a different digest)."""
+    text = _normalise_sql(sql)
+    head = re.match(r"CREATE\s+TRIGGER\s+\S+\s+(.*?)\s+BEGIN", text, re.IGNORECASE | re.DOTALL)
+    statements = text.count(";")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return f"{head.group(1) if head else 'trigger'}: {statements} statements, sha256 {digest}"
 
 
 def sqlite_snapshot(query: Query, *, exclude: frozenset[str] = frozenset()) -> Snapshot:
@@ -105,15 +116,29 @@ def sqlite_snapshot(query: Query, *, exclude: frozenset[str] = frozenset()) -> S
             "foreign_keys": fks,
             "constraints": constraints,
         }
+        triggers = {
+            str(trigger): _trigger_digest(str(sql))
+            for trigger, sql in query(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                f"AND tbl_name = '{name.replace(chr(39), chr(39) * 2)}' ORDER BY name"
+            )
+        }
+        if triggers:  # left out when empty: schemas exported before triggers stay valid
+            snapshot[name]["triggers"] = triggers
     return snapshot
 
 
-def metadata_snapshot(metadata: MetaData) -> Snapshot:
-    """What ``create_all`` of ``metadata`` stores in a fresh SQLite database."""
+def metadata_snapshot(metadata: MetaData, *, guarded: bool = True) -> Snapshot:
+    """What ``create_all`` of ``metadata`` stores in a fresh SQLite database (with the storage
+    guards the runner adds to a new database, unless ``guarded`` is false)."""
+    from data.migration import guards
+
     engine = create_engine("sqlite://")
     try:
         with engine.begin() as connection:
             metadata.create_all(connection)
+            if guarded:
+                guards.sync(connection)
             return sqlite_snapshot(sqlite_query(connection))
     finally:
         engine.dispose()
@@ -124,6 +149,7 @@ _LABELS = {
     "indexes": "index",
     "foreign_keys": "foreign key",
     "constraints": "constraint",
+    "triggers": "trigger",
 }
 
 

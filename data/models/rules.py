@@ -9,6 +9,7 @@ constraint has in the database, so nothing outside ``data/models`` spells today'
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -135,7 +136,11 @@ def named(name: str, *, parent_changed: bool = False) -> Rule:
     for key in foreign_keys():
         if key.name == name:
             return Rule(name, key.parent_sentence if parent_changed else key.sentence)
-    return _by_name().get(name) or Rule(name, f"the database's rule {name} must hold")
+    return (
+        _by_name().get(name)
+        or guard_check_rule(name)
+        or Rule(name, f"the database's rule {name} must hold")
+    )
 
 
 def unique_on(table_name: str, columns: tuple[str, ...]) -> Rule:
@@ -174,3 +179,64 @@ def not_null(table_name: str, column_name: str) -> Rule:
     if column is not None and "rule" in column.info:
         sentence = str(column.info["rule"])
     return Rule(f"{table_name}.{column_name} not null", sentence)
+
+
+# --- storage guards (data.migration.guards) ---------------------------------------------------
+
+# A PostgreSQL guard CHECK is named ck_<table>_<column><suffix>.
+GUARD_CHECK_SUFFIX = "_in_range"
+_GUARD_MESSAGE = re.compile(r"^InkLinkOS rule (\w+)\.(\w+) (\w+)(?:\(([^)]*)\))? failed")
+_GUARD_WORDS = {
+    "integer": "must be a whole number",
+    "text": "must be text",
+    "nul": "cannot contain a NUL character",
+    "datetime": "must be a date and time between the years 1 and 9999, stored in UTC as the "
+    "app writes it",
+    "date": "must be a date between the years 1 and 9999, written YYYY-MM-DD",
+    "boolean": "must be true or false",
+    "number": "must be a number",
+}
+
+
+def guard_message(table: str, column: str, kind: str, param: str = "") -> str:
+    """The text a guard raises; SQLite shows it as the error, so a raw-SQL user reads it too."""
+    detail = f"({param})" if param else ""
+    return f"InkLinkOS rule {table}.{column} {kind}{detail} failed: {kind_words(kind, param)}"
+
+
+def kind_words(kind: str, param: str) -> str:
+    if kind == "length":
+        return f"can be at most {param} characters long"
+    if kind == "range":
+        low, _, high = param.partition("..")
+        return f"must be between {low} and {high}"
+    return _GUARD_WORDS.get(kind, f"must satisfy the rule {kind}")
+
+
+def guard_sentence(table_name: str, column_name: str, kind: str, param: str = "") -> str:
+    """The sentence for people: "a payment's amount cents must be a whole number"."""
+    table = _tables().get(table_name)
+    noun = _noun(table) if table is not None else table_name
+    return f"a {noun}'s {_words((column_name,))} {kind_words(kind, param)}"
+
+
+def guard_rule(message: str) -> Rule | None:
+    """The rule of a SQLite guard's message, or None when ``message`` is not one."""
+    match = _GUARD_MESSAGE.match(message)
+    if match is None:
+        return None
+    table, column, kind, param = match.group(1, 2, 3, 4)
+    name = f"{table}.{column} {kind}"
+    return Rule(name, guard_sentence(table, column, kind, param or ""))
+
+
+def guard_check_rule(name: str) -> Rule | None:
+    """The rule of a PostgreSQL guard CHECK named ``name``, or None."""
+    if not name.endswith(GUARD_CHECK_SUFFIX):
+        return None
+    for table in _tables().values():
+        for column in table.columns:
+            if name == f"ck_{table.name}_{column.name}{GUARD_CHECK_SUFFIX}":
+                kind = "date" if str(column.type).upper() == "DATE" else "datetime"
+                return Rule(name, guard_sentence(table.name, column.name, kind))
+    return None

@@ -26,7 +26,7 @@ from data.db.errors import (
     MigrationFailedError,
 )
 from data.db.head import recorded_history
-from data.migration import backends
+from data.migration import backends, guards
 from data.migration.legacy import refuse_legacy_mismatch
 from data.migration.pg_schema import pg_snapshot, pg_tables, scratch_schema
 from data.migration.schema import Snapshot
@@ -163,9 +163,13 @@ def promised_snapshot(connection: Connection, script: ScriptDirectory, revision:
         context = MigrationContext.configure(
             connection, opts={"target_metadata": MetaData(naming_convention=NAMING_CONVENTION)}
         )
+        applied: list[str] = []
         with Operations.context(context):
             for step in chain:
                 step.module.upgrade()
+                applied.append(step.revision)
+                if guards.active_in_chain(applied):
+                    guards.sync(connection)
         return pg_snapshot(connection, exclude=frozenset({VERSION_TABLE}))
 
 

@@ -31,6 +31,7 @@ from data.db.errors import (
 )
 from data.db.file_modes import create_private_file, tighten
 from data.db.head import RECORD_COMMAND, exported_schema, recorded_history
+from data.db.keys import DatabaseKey
 from data.db.outcome import IntegrityReport
 from data.db.policy import create_migration_engine
 from data.migration import backends, raw_sqlite
@@ -116,8 +117,11 @@ def migration_transaction(
     *,
     command_line: bool = False,
     read_only: bool = False,
+    key: DatabaseKey | None = None,
 ) -> Iterator[Connection]:
     """One connection, one ``BEGIN IMMEDIATE`` transaction: all of it commits, or none of it.
+
+    ``key`` opens an encrypted file's reader beside the upgrade (``prior_check.py``).
 
     On the command line, Alembic's own errors (``alembic check`` finding differences, an
     unknown revision argument) pass through: Alembic already says what to do. So does every
@@ -135,7 +139,9 @@ def migration_transaction(
                 with connection.begin():
                     tracker.start(sqlite_query(connection))
                     if not read_only and _in_wal_mode(Path(str(url.database))):
-                        checker = PriorStateCheck(Path(str(url.database)), tracker.tables_before())
+                        checker = PriorStateCheck(
+                            Path(str(url.database)), tracker.tables_before(), key=key
+                        )
                         tracker.on_touch = checker.touch
                         connection.info[CHECKER_KEY] = checker
                     yield connection
@@ -172,14 +178,14 @@ def _in_wal_mode(path: Path) -> bool:
         return False
 
 
-def use_wal(db_path: Path) -> None:
+def use_wal(db_path: Path, key: DatabaseKey | None = None) -> None:
     """Leave a file this runner wrote in the app's journal mode, so the next start is fast.
 
     The at-head fast path only opens files already in WAL mode (see fast_path.py); without
     this, the first start after ``create`` or ``alembic upgrade head`` would load Alembic.
     """
     try:
-        connection = raw_sqlite.connect(db_path, timeout=2)
+        connection = raw_sqlite.connect(db_path, timeout=2, key=key.pragma() if key else None)
         try:
             connection.execute("PRAGMA journal_mode = WAL")
         finally:
@@ -230,13 +236,16 @@ class FileSession(backends.Session):
                 f"database as it was before, with its side files, is kept in {self.kept}. "
                 "If clients or payments are missing, contact support before working on."
             )
+        # An encrypted file's key is found by the classification itself (which also
+        # finishes a key change a crash interrupted).
         return inspect_sqlite_file(self.path, quick_check=False)
 
     def refuse_damaged(self) -> None:
-        refuse_damaged(self.path)
+        refuse_damaged(self.path, self.backend.file_key())
 
     def check_legacy(self, script: ScriptDirectory) -> None:
-        connection = raw_sqlite.connect(self.path)
+        key = self.backend.file_key()
+        connection = raw_sqlite.connect(self.path, key=key.pragma() if key else None)
         try:
             found = sqlite_snapshot(
                 lambda sql: connection.execute(sql).fetchall(), exclude=frozenset({VERSION_TABLE})
@@ -251,7 +260,10 @@ class FileSession(backends.Session):
         if not state.user_tables:
             return None, ""
         check_disk_space(self.backend.display, self.path, state.size)
-        return backup_database(self.path, label=label, keep=self.backend.keep_backups), ""
+        backup = backup_database(
+            self.path, label=label, keep=self.backend.keep_backups, key=self.backend.file_key()
+        )
+        return backup, ""
 
     def transaction(
         self, from_revision: str | None, *, command_line: bool = False, read_only: bool = False
@@ -266,10 +278,11 @@ class FileSession(backends.Session):
             from_revision,
             command_line=command_line,
             read_only=read_only,
+            key=None if read_only else self.backend.file_key(),
         )
 
     def after_commit(self) -> None:
-        use_wal(self.path)
+        use_wal(self.path, self.backend.file_key())
         tighten(owned_files(self.path))
 
 
@@ -286,6 +299,13 @@ class Backend(backends.Backend):
     def display(self) -> str:
         return str(self.path)
 
+    def file_key(self) -> DatabaseKey | None:
+        """The key raw connections open the file with: none for a plain SQLite file."""
+        return None
+
+    def new_session(self) -> FileSession:
+        return FileSession(self)
+
     def check_location(self) -> None:
         check_location(self.path)
 
@@ -297,7 +317,7 @@ class Backend(backends.Backend):
             # Under the lock, before anything else: whatever an older version, a deploy's
             # umask or a copy left readable by other accounts is made owner-only (and logged).
             tighten(owned_files(self.path))
-            session = FileSession(self)
+            session = self.new_session()
             try:
                 yield session
             except DataLayerError as exc:
@@ -322,14 +342,17 @@ class Backend(backends.Backend):
 
     def check_whole(self) -> IntegrityReport:
         try:
-            problems = whole_file_problems(self.path)
+            key = self.file_key()
+            problems = whole_file_problems(self.path, key=key)
+        except DataLayerError as exc:  # an encrypted file's key is not to be had
+            return IntegrityReport("not checked", self.display, (f"{exc.found}",))
         except raw_sqlite.IO_ERRORS as exc:
             return IntegrityReport("not checked", self.display, (f"it cannot be read: {exc}",))
         if not problems:
             return IntegrityReport("ok", self.display)
         log.error("%s is damaged: %s", self.display, "; ".join(problems[:3]))
         return IntegrityReport(
-            "damaged", self.display, tuple(problems), last_good_backup(self.path)
+            "damaged", self.display, tuple(problems), last_good_backup(self.path, key)
         )
 
     def scope(self, connection: Connection, *, everything: bool = False) -> Scope:
