@@ -138,7 +138,7 @@ def migration_transaction(
             try:
                 with connection.begin():
                     tracker.start(sqlite_query(connection))
-                    if not read_only and _in_wal_mode(Path(str(url.database))):
+                    if not read_only and _in_wal_mode(connection):
                         checker = PriorStateCheck(
                             Path(str(url.database)), tracker.tables_before(), key=key
                         )
@@ -170,12 +170,12 @@ def migration_transaction(
         engine.dispose()
 
 
-def _in_wal_mode(path: Path) -> bool:
-    """Only in WAL mode does a reader see the state before the upgrade while it writes."""
-    try:
-        return raw_sqlite.is_wal_header(raw_sqlite.read_header(path, 20))
-    except OSError:
-        return False
+def _in_wal_mode(connection: Connection) -> bool:
+    """Only in WAL mode does a reader see the state before the upgrade while it writes.
+
+    Asked of the migration connection (an encrypted file's header cannot tell)."""
+    mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+    return str(mode).lower() == "wal"
 
 
 def use_wal(db_path: Path, key: DatabaseKey | None = None) -> None:
