@@ -13,15 +13,17 @@ part of the tuples below. Both ends of a backup use the same driver.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import cast
@@ -233,21 +235,25 @@ def copy_bytes(source_path: Path, target_path: Path) -> None:
     """Every byte of the file ``source_path`` into the existing ``target_path`` (truncated
     first), read as ``read_at`` reads (a database through its kept descriptor), by
     ``sendfile`` where it copies between files (Linux). The caller flushes the target."""
-    size = os.stat(source_path).st_size
-    kept = _KEEP_DESCRIPTORS and not str(source_path).endswith(_UNLOCKED_SUFFIXES)
-    source = kept_descriptor(source_path) if kept else None
-    target = os.open(target_path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_BINARY", 0))
+    if not _KEEP_DESCRIPTORS or str(source_path).endswith(_UNLOCKED_SUFFIXES):
+        with open(source_path, "rb") as plain, open(target_path, "r+b") as out:
+            out.truncate()
+            shutil.copyfileobj(plain, out, _COPY_CHUNK)
+        return
+    target = os.open(target_path, os.O_WRONLY | os.O_TRUNC)
     try:
-        offset = 0
-        while offset < size:
-            count = min(_COPY_CHUNK, size - offset)
-            if source is not None and sys.platform.startswith("linux"):
-                done = os.sendfile(target, source, offset, count)  # the source's offset stays
-            else:
-                done = os.write(target, read_at(source_path, count, offset))
-            if done <= 0:
-                break  # shorter than its size under a write lock: the caller's check finds it
-            offset += done
+        with _kept(source_path) as source:
+            size = os.fstat(source).st_size
+            offset = 0
+            while offset < size:
+                count = min(_COPY_CHUNK, size - offset)
+                if sys.platform.startswith("linux"):
+                    done = os.sendfile(target, source, offset, count)  # leaves its offset
+                else:
+                    done = os.write(target, os.pread(source, count, offset))
+                if done <= 0:
+                    break  # shorter than its size under a write lock: the caller checks it
+                offset += done
     finally:
         os.close(target)
 
@@ -340,7 +346,8 @@ def read_header(path: Path | str, size: int = HEADER_SIZE) -> bytes:
 # handle would stop a rename over the file: nothing is kept there.
 _KEEP_DESCRIPTORS = os.name == "posix"
 _UNLOCKED_SUFFIXES = ("-wal", "-journal")
-_kept: dict[tuple[int, int], int] = {}
+_kept_files: dict[tuple[int, int], int] = {}
+_in_use: dict[int, int] = {}  # descriptors being read now: never closed meanwhile
 _spare: list[int] = []  # a second descriptor of a kept file, opened in a race: never closed
 _kept_guard = threading.Lock()
 
@@ -359,37 +366,51 @@ def read_at(path: Path | str, size: int, offset: int) -> bytes:
             return os.read(descriptor, size)
         finally:
             os.close(descriptor)
-    return os.pread(kept_descriptor(path), size, offset)
+    with _kept(path) as descriptor:
+        return os.pread(descriptor, size, offset)
 
 
-def kept_descriptor(path: Path | str) -> int:
+@contextlib.contextmanager
+def _kept(path: Path | str) -> Iterator[int]:
     """This process's read-only descriptor of the regular file ``path`` (POSIX), opened on
-    first use and never closed while the file exists (see above)."""
+    first use and never closed while the file exists (see above); not closed while in use
+    here even when the file is deleted meanwhile."""
     status = os.stat(path)
     if not stat.S_ISREG(status.st_mode):  # before any open: a FIFO would block
         raise OSError(errno.EINVAL, "not a regular file", str(path))
     with _kept_guard:
-        found = _kept.get((status.st_dev, status.st_ino))
-        if found is not None:
-            return found
-        _forget_deleted()
-        descriptor = os.open(path, _OPEN_FLAGS)
-        opened = os.fstat(descriptor)
-        if not stat.S_ISREG(opened.st_mode):  # replaced by a FIFO in between: no lock on it
-            os.close(descriptor)
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        identity = (opened.st_dev, opened.st_ino)
-        if identity in _kept:  # renamed in between onto a file kept already
-            _spare.append(descriptor)
-            return _kept[identity]
-        _kept[identity] = descriptor
-        return descriptor
+        descriptor = _kept_files.get((status.st_dev, status.st_ino))
+        if descriptor is None:
+            descriptor = _open_kept(path)
+        _in_use[descriptor] = _in_use.get(descriptor, 0) + 1
+    try:
+        yield descriptor
+    finally:
+        with _kept_guard:
+            _in_use[descriptor] -= 1
+            if not _in_use[descriptor]:
+                del _in_use[descriptor]
+
+
+def _open_kept(path: Path | str) -> int:
+    _forget_deleted()
+    descriptor = os.open(path, _OPEN_FLAGS)
+    opened = os.fstat(descriptor)
+    if not stat.S_ISREG(opened.st_mode):  # replaced by a FIFO in between: no lock on it
+        os.close(descriptor)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    identity = (opened.st_dev, opened.st_ino)
+    if identity in _kept_files:  # renamed in between onto a file kept already
+        _spare.append(descriptor)
+        return _kept_files[identity]
+    _kept_files[identity] = descriptor
+    return descriptor
 
 
 def _forget_deleted() -> None:
-    for identity, descriptor in list(_kept.items()):
-        if os.fstat(descriptor).st_nlink == 0:
-            del _kept[identity]
+    for identity, descriptor in list(_kept_files.items()):
+        if descriptor not in _in_use and os.fstat(descriptor).st_nlink == 0:
+            del _kept_files[identity]
             os.close(descriptor)
 
 
@@ -397,9 +418,9 @@ def release_kept_descriptors() -> None:
     """Close every kept descriptor: only where this process holds no SQLite connection to
     any of those files any more (a test between cases)."""
     with _kept_guard:
-        for descriptor in [*_kept.values(), *_spare]:
+        for descriptor in [*_kept_files.values(), *_spare]:
             os.close(descriptor)
-        _kept.clear()
+        _kept_files.clear()
         _spare.clear()
 
 
