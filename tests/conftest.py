@@ -153,6 +153,16 @@ def app_engine(db_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _release_kept_descriptors() -> Iterator[None]:
+    """The data layer keeps one descriptor per database file it read behind SQLite's back
+    (raw_sqlite.read_at), for the process's life; a test's files are done with after it."""
+    yield
+    from data.migration import raw_sqlite
+
+    raw_sqlite.release_kept_descriptors()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _never_touch_dev_db() -> Iterator[None]:
     yield

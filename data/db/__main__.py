@@ -1,5 +1,6 @@
 """``python -m data.db``: say where the database is and at which revision.
 
+``python -m data.db verify``: check every page of it (exit 0 sound, 1 damaged, 2 not checked).
 ``python -m data.db encrypt|rekey|decrypt|unlock`` manage the file's encryption
 (``data/db/key_commands.py``).
 """
@@ -52,5 +53,13 @@ def main() -> int:
     return 0 if versions == [head] else 1
 
 
+def verify() -> int:
+    from data.db.session import check_database
+
+    report = check_database()
+    print(report.describe(), file=sys.stdout if report.ok else sys.stderr)
+    return {"ok": 0, "damaged": 1}.get(report.status, 2)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(verify() if sys.argv[1:] == ["verify"] else main())

@@ -99,3 +99,64 @@ class RevisionProgress:
 
 
 ProgressCallback = Callable[[RevisionProgress], None]
+
+
+IntegrityStatus = Literal["ok", "damaged", "not checked"]
+
+
+class IntegrityReport:
+    """What the whole-file check found (``check_database()``), for the app to show.
+
+    ``status`` is ``ok``, ``damaged`` (``problems`` says what SQLite found) or
+    ``not checked`` (``problems`` says why: a server checks its own pages, or the file could
+    not be read). ``last_good_backup`` is the way back from a damaged file: the newest
+    backup that passes the same check (``None`` when none does, or none was made).
+    """
+
+    __slots__ = ("database", "last_good_backup", "problems", "seconds", "status")
+
+    def __init__(
+        self,
+        status: IntegrityStatus,
+        database: str,
+        problems: tuple[str, ...] = (),
+        last_good_backup: Path | None = None,
+        seconds: float = 0.0,
+    ) -> None:
+        self.status: IntegrityStatus = status
+        self.database = database
+        self.problems = problems
+        self.last_good_backup = last_good_backup
+        self.seconds = seconds
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"IntegrityReport({fields})"
+
+    def describe(self) -> str:
+        """One message for a person: what was found, and the way back when it is damaged."""
+        if self.status == "ok":
+            return f"Database {self.database}: every page checked, no damage found."
+        found = "; ".join(self.problems[:3])
+        if self.status == "not checked":
+            return f"Database {self.database}: not checked ({found})."
+        way_back = (
+            f"The last good backup is {self.last_good_backup}: close every InkLinkOS window "
+            "and restore it (data.migration.backup.restore_backup), then re-enter what was "
+            "saved since it was made. Keep the damaged file (the restore keeps it in the "
+            "'backups' folder) and contact support, who may recover more from it."
+            if self.last_good_backup is not None
+            else "No backup passes the check either: contact support before working on, and "
+            "keep the file as it is."
+        )
+        return (
+            f"Database {self.database}: the file is damaged (SQLite integrity check: "
+            f"{found}). {way_back}"
+        )
+
+
+IntegrityCallback = Callable[[IntegrityReport], None]

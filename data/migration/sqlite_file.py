@@ -22,6 +22,7 @@ from data.db.file_modes import make_private_folder
 from data.db.policy import busy_timeout_seconds
 from data.migration import raw_sqlite
 from data.migration.raw_sqlite import HEADER_SIZE, SQLITE_MAGIC
+from data.migration.schema import quote_identifier
 from data.migration.state import VERSION_TABLE, FileState
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "FileState",
     "check_location",
     "inspect_sqlite_file",
+    "integrity_problems",
+    "refuse_damaged",
     "side_files",
 ]
 
@@ -171,10 +174,26 @@ def _user() -> str:
         return os.environ.get("USERNAME", "unknown")
 
 
+SCHEMA_TABLE = "sqlite_master"
+
+
+def integrity_problems(connection: raw_sqlite.Connection, table: str | None = None) -> list[str]:
+    """What ``PRAGMA quick_check`` finds, over the whole file or one table and its indexes
+    (an empty list when it answers "ok")."""
+    pragma = "PRAGMA quick_check"
+    if table is not None:
+        pragma += f"({quote_identifier(table)})"
+    problems = [" ".join(str(row[0]).split()) for row in connection.execute(pragma).fetchall()]
+    return [] if problems == ["ok"] else problems
+
+
 def inspect_sqlite_file(
     path: Path, *, quick_check: bool = True, key: keys.DatabaseKey | None = None
 ) -> FileState:
     """Classify ``path`` through a plain connection that sets nothing, writing nothing.
+
+    ``quick_check`` checks every page of the file; without it only the schema table is
+    checked (what an upgrade does not touch is checked after start instead).
 
     Opening read-write lets SQLite roll back a hot journal left by a crash; nothing else is
     written. Raises NotADatabaseError or DatabaseCorruptError for a file that must not be
@@ -231,17 +250,16 @@ def inspect_sqlite_file(
             display, f"it cannot be opened ({exc})", ADVICE_ACCESS + UNCHANGED
         ) from exc
     try:
-        if quick_check:
-            problems = [
-                " ".join(str(row[0]).split())
-                for row in connection.execute("PRAGMA quick_check").fetchall()
-            ]
-            if problems != ["ok"]:
-                raise DatabaseCorruptError(
-                    display,
-                    "the file is damaged (SQLite integrity check: " + "; ".join(problems[:3]) + ")",
-                    ADVICE_RESTORE + " " + UNCHANGED,
-                )
+        # The whole file, or only the schema table the classification reads: an upgrade
+        # checks what it touched before it commits, and the whole file is checked after
+        # start (runner.check_whole_database), off the upgrade's critical path.
+        problems = integrity_problems(connection, None if quick_check else SCHEMA_TABLE)
+        if problems:
+            raise DatabaseCorruptError(
+                display,
+                "the file is damaged (SQLite integrity check: " + "; ".join(problems[:3]) + ")",
+                ADVICE_RESTORE + " " + UNCHANGED,
+            )
         tables = frozenset(
             row[0]
             for row in connection.execute(
@@ -297,6 +315,66 @@ def inspect_sqlite_file(
         versions=versions,
         schema_unverified=schema_version != recorded,
     )
+
+
+def whole_file_problems(
+    path: Path, *, read_only: bool = False, key: keys.DatabaseKey | None = None
+) -> list[str]:
+    """Every page of ``path`` checked (``PRAGMA quick_check``), writing nothing.
+
+    The live database is opened read-write with ``query_only`` (a read-only open of a file in
+    WAL mode fails when its ``-shm`` cannot be made); a backup, one file, read-only. In WAL
+    mode this reader never holds up a writer. An encrypted file (or its backup, which has
+    its key and salt) is opened with ``key``. Raises OSError or a driver error when the
+    file cannot be read at all.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):  # before any open(): a FIFO would block
+        raise OSError(f"{path} is not a regular file")
+    connection = raw_sqlite.connect(
+        path,
+        timeout=busy_timeout_seconds(),
+        read_only=read_only,
+        key=key.pragma() if key else None,
+    )
+    try:
+        connection.execute("PRAGMA query_only = ON")
+        try:
+            return integrity_problems(connection)
+        except raw_sqlite.DATABASE_ERRORS as exc:
+            if raw_sqlite.is_busy(exc) or raw_sqlite.is_access_denied(exc):
+                raise
+            return [str(exc)]  # "file is not a database", "disk image is malformed"
+    finally:
+        connection.close()
+
+
+def refuse_damaged(path: Path, key: keys.DatabaseKey | None = None) -> None:
+    """Refuse, before anything is written, a file any page of which is damaged.
+
+    Every page is read (about 10 ms per MB): the runner does this only for a file it will
+    not upgrade (a start it must vouch for, a file made before migrations); an upgrade checks
+    what it touched instead, and the whole file is checked after start.
+    """
+    display = str(path)
+    connection = raw_sqlite.connect(
+        path, timeout=busy_timeout_seconds(), key=key.pragma() if key else None
+    )
+    try:
+        problems = integrity_problems(connection)
+    except raw_sqlite.DATABASE_ERRORS as exc:
+        if raw_sqlite.is_busy(exc):
+            raise DatabaseBusyError(
+                display, "another program kept it locked", ADVICE_RETRY + " " + UNCHANGED
+            ) from exc
+        problems = [str(exc)]
+    finally:
+        connection.close()
+    if problems:
+        raise DatabaseCorruptError(
+            display,
+            "the file is damaged (SQLite integrity check: " + "; ".join(problems[:3]) + ")",
+            ADVICE_RESTORE + " " + UNCHANGED,
+        )
 
 
 def _recovery_pending(path: Path) -> bool:
