@@ -124,6 +124,12 @@ def list_backups(db_path: Path) -> list[Path]:
     return [folder / str(entry["file"]) for entry in _recorded(db_path, BACKUP)]
 
 
+def recorded_backups(db_path: Path) -> list[dict[str, Any]]:
+    """The record's entries for ``list_backups(db_path)``, newest first: ``file``, ``made_at``
+    (UTC), ``revision``, ``size`` and whatever else was recorded."""
+    return _recorded(db_path, BACKUP)
+
+
 # --- the fingerprint -------------------------------------------------------------------------
 
 
