@@ -220,8 +220,10 @@ def move_to_server(
             _require_head(read, source, head, UNCHANGED)
             _require_head(write, target, head, "Nothing was copied.")
             tables = studio_tables()
-            # Again, in the snapshot the copy reads: a row saved since the dry run counts.
-            findings = unmovable_rows(read, tables)
+            # Again, in the snapshot the copy reads, for rows saved since the dry run. The
+            # file is at head now, so its guards refused any such row breaking their rules;
+            # only the lower-case rule, which no guard holds, needs reading again.
+            findings = unmovable_rows(read, tables, guard_rules=False)
             if findings:
                 raise _unmovable(source, findings)
             refuse_rows_in_target(write, target, tables)

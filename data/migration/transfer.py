@@ -5,32 +5,27 @@ into a new SQLite file). The caller opens both transactions (a read transaction 
 source, one write transaction on the target) and holds the locks; this module copies every
 table of the models, parents first, and before the caller commits proves the copy equal:
 
-- row counts, and a hash of every row *as the models read it* (values through the models'
-  column types, so a datetime is compared as the UTC moment it means, never as text);
+- row counts, and a hash of every row *as the models read it* on both sides (values through
+  the models' column types, so a datetime is compared as the UTC moment it means, never as
+  text, whatever the server's time zone);
 - each client's payments: count and sum of ``amount_cents`` per client and kind.
 
 Rows are streamed in batches (memory stays flat in the number of rows). Into PostgreSQL
 they go through psycopg's ``COPY``, converted by the models' column types; into SQLite
-through the models' INSERT. On the server the target's hash is computed by the server, over
-the values as stored, rendered in the same canonical text as the source's rows.
+through the models' INSERT. The target is read back the same way before commit.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     Connection,
     Engine,
     Table,
-    TypeDecorator,
     create_engine,
     event,
     func,
@@ -47,7 +42,6 @@ from data.migration.guards import quote_identifier
 # Rows fetched, converted and written per step: large enough that the per-batch costs vanish,
 # small enough that memory stays flat (a few MB) whatever the table's size.
 BATCH_ROWS = 5_000
-_NULL = "~"
 
 
 def studio_tables() -> list[Table]:
@@ -58,59 +52,7 @@ def studio_tables() -> list[Table]:
     return list(Base.metadata.sorted_tables)
 
 
-# --- the canonical text of a row, and its hash -----------------------------------------------
-
-
-def _value_kind(column: Column[Any]) -> str:
-    sql_type: Any = column.type
-    while isinstance(sql_type, TypeDecorator):  # the stored type (UTCDateTime: a DateTime)
-        sql_type = sql_type.impl_instance
-    try:
-        python_type = sql_type.python_type
-    except NotImplementedError:
-        return "other"
-    for kind, cls in (
-        ("bool", bool),
-        ("datetime", dt.datetime),
-        ("date", dt.date),
-        ("int", int),
-        ("text", str),
-        ("text", enum.Enum),
-    ):
-        if issubclass(python_type, cls):
-            return kind
-    return "other"
-
-
-def _text(value: Any) -> str:
-    text = value.value if isinstance(value, enum.Enum) else value
-    # Length-prefixed: no text can pass for another split differently.
-    return f"{len(text)}:{text}"
-
-
-def _moment(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(" ", "microseconds")
-
-
-_PYTHON_FORMAT: dict[str, Callable[[Any], str]] = {
-    "bool": lambda value: "true" if value else "false",
-    "datetime": _moment,
-    "date": lambda value: value.isoformat(),
-    "int": str,
-    "text": _text,
-    "other": str,
-}
-
-
-def _server_format(kind: str, column: str) -> str:
-    quoted = quote_identifier(column)
-    if kind == "text":
-        return f"length({quoted})::text || ':' || {quoted}"
-    if kind == "datetime":
-        return f"to_char({quoted} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00'"
-    if kind == "date":
-        return f"to_char({quoted}, 'YYYY-MM-DD')"
-    return f"{quoted}::text"
+# --- the rows' hash --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -122,52 +64,29 @@ class TableDigest:
 
 
 class RowHasher:
-    """Sums the hashes of rows as the models read them: the first 8 bytes of the MD5 of the
-    row's canonical text (``|``-joined values; text length-prefixed, datetimes in UTC)."""
+    """Sums the hashes of rows as the models read them.
 
-    def __init__(self, table: Table) -> None:
-        self.formats = [_PYTHON_FORMAT[_value_kind(column)] for column in table.columns]
+    A row is the tuple of its values after the models' result processing: a datetime is
+    the aware UTC moment (so one stored as other text, or shifted by a time zone, hashes
+    differently), an enum its member, text its characters. Both sides are hashed in the
+    same process, so Python's own hash of the tuple serves, computed in C.
+    """
+
+    def __init__(self) -> None:
         self.rows = 0
         self.digest = 0
 
     def add(self, rows: Sequence[Sequence[Any]]) -> None:
-        formats = self.formats
-        md5 = hashlib.md5
-        total = 0
-        for row in rows:
-            text = "|".join(
-                [
-                    _NULL if value is None else f(value)
-                    for f, value in zip(formats, row, strict=True)
-                ]
-            )
-            total += int.from_bytes(md5(text.encode()).digest()[:8], "big", signed=True)
-        self.digest += total
+        self.digest += sum(map(hash, map(tuple, rows)))
         self.rows += len(rows)
 
     def result(self) -> TableDigest:
         return TableDigest(self.rows, self.digest)
 
 
-def server_digest(connection: Connection, table: Table) -> TableDigest:
-    """The same digest, computed by a PostgreSQL server over the rows as it stores them."""
-    parts = [
-        f"coalesce({_server_format(_value_kind(column), column.name)}, '{_NULL}')"
-        for column in table.columns
-    ]
-    row_text = " || '|' || ".join(parts)
-    rows, digest = connection.exec_driver_sql(
-        "SELECT count(*), coalesce(sum(('x' || substr(md5("
-        f"{row_text}), 1, 16))::bit(64)::bigint), 0) FROM {quote_identifier(table.name)}"
-    ).one()
-    return TableDigest(int(rows), int(digest))
-
-
 def read_digest(connection: Connection, table: Table) -> TableDigest:
-    """``table``'s digest in the database behind ``connection``, read through the models."""
-    if connection.dialect.name == "postgresql":
-        return server_digest(connection, table)
-    hasher = RowHasher(table)
+    """``table``'s digest in the database behind ``connection``, streamed through the models."""
+    hasher = RowHasher()
     result = connection.execution_options(yield_per=BATCH_ROWS).execute(select(*table.columns))
     for batch in result.partitions():
         hasher.add(batch)
@@ -193,6 +112,7 @@ def payment_totals(connection: Connection) -> dict[tuple[Any, ...], tuple[int, i
 
 
 def _converters(connection: Connection, table: Table) -> list[Callable[[Any], Any] | None]:
+    """Each column's conversion to what the driver is given, by the models' own types."""
     return [column.type.bind_processor(connection.dialect) for column in table.columns]
 
 
@@ -240,12 +160,14 @@ class _CopyWriter(_Writer):
             self._cursor.close()
 
     def write(self, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        # Column by column: each conversion runs as one map() over the batch.
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for index, convert in self._converters:
+            columns[index] = list(map(convert, columns[index]))
         write_row = self._copy.write_row
-        converters = self._converters
-        for row in rows:
-            values = list(row)
-            for index, convert in converters:
-                values[index] = convert(values[index])
+        for values in zip(*columns, strict=True):
             write_row(values)
 
 
@@ -322,7 +244,7 @@ def copy_rows(
     done = 0
     source_digests: dict[str, TableDigest] = {}
     for number, table in enumerate(tables, 1):
-        hasher = RowHasher(table)
+        hasher = RowHasher()
 
         def report(
             done: int, table: Table = table, number: int = number, hasher: RowHasher = hasher
