@@ -301,6 +301,20 @@ def test_a_file_behind_head_is_upgraded_with_its_backup_first(tmp_path: Path, pg
     assert rows_of_server(pg_url) == rows_of_file(db)
 
 
+def test_status_and_verify_on_the_server_after_a_move(tmp_path: Path, pg_url: URL) -> None:
+    db = make_studio(tmp_path / "inklink.db")
+    assert inklink_db("move-to", plain(pg_url), db_path=db).returncode == 0
+    on_server = subprocess_env(db, DATABASE_URL=plain(pg_url))
+
+    status = inklink_db("status", db_path=db, env=on_server)
+    assert status.returncode == 0, status.stderr
+    assert f"Revision: {recorded_history().head} (head)" in status.stdout
+    assert "***" in status.stdout or pg_url.password is None
+    verify = inklink_db("verify", db_path=db, env=on_server)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "verified" in verify.stdout
+
+
 # --- refusals: nothing copied, the file byte for byte as it was ----------------------------
 
 REFUSED_ROWS = (

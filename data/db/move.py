@@ -28,7 +28,6 @@ from sqlalchemy.pool import NullPool
 from data.db.errors import (
     UNCHANGED,
     CopyFailedError,
-    DatabaseNewerThanAppError,
     DatabaseNotWritableError,
     DatabaseURLError,
     DataLayerError,
@@ -137,7 +136,7 @@ def _require_head(connection: Connection, display: str, head: str, unchanged: st
         row[0] for row in connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
     ]
     if versions != [head]:
-        raise DatabaseNewerThanAppError(
+        raise CopyFailedError(
             display,
             f"it is at revision {', '.join(versions) or 'none'}, not at this app's head {head}, "
             "so the two databases cannot be copied table for table",
