@@ -501,3 +501,21 @@ def test_export_never_overwrites_a_file(tmp_path: Path, pg_url: URL) -> None:
     assert result.returncode == 2
     assert "already exists" in result.stderr
     assert existing.read_bytes() == b"someone's file"
+
+
+def test_a_failed_export_leaves_no_file_behind(tmp_path: Path, pg_url: URL) -> None:
+    studio_at_head(pg_url)
+    engine = create_engine(pg_url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            # A server some newer app upgraded: this app cannot copy it table for table.
+            connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'fffffffffff1'")
+    finally:
+        engine.dispose()
+    copy = tmp_path / "portable.db"
+
+    result = inklink_db("export", str(copy), "--from", plain(pg_url), db_path=tmp_path / "x.db")
+
+    assert result.returncode == 2
+    assert "fffffffffff1" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("portable")) == []
