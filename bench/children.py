@@ -197,7 +197,11 @@ from data.db.move import move_to_server
 started = time.perf_counter()
 outcome = move_to_server(Path(sys.argv[1]), make_url(sys.argv[2]))
 wall = time.perf_counter() - started
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM: this program's own peak (ru_maxrss keeps the parent's from before the exec).
+peak_kb = next(
+    (int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+)
 print(json.dumps({"copy_s": outcome.seconds, "wall_s": wall, "rows": outcome.rows,
                   "peak_kb": peak_kb}))
 """
@@ -232,6 +236,10 @@ with psycopg.connect(conninfo) as pg:
             rows[table.name] = count
     pg.commit()
 elapsed = time.perf_counter() - started
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM: this program's own peak (ru_maxrss keeps the parent's from before the exec).
+peak_kb = next(
+    (int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+)
 print(json.dumps({"copy_s": elapsed, "rows": rows, "peak_kb": peak_kb}))
 """
