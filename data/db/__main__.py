@@ -156,7 +156,7 @@ class ProgressDisplay:
                     dynamic_ncols=True,
                 )
             else:
-                self._line(step, "started")
+                self._line(step, "done" if step.table_total == 0 else "started")
         if self.bar is not None:
             self.bar.update(step.table_rows - self.shown)
         else:
