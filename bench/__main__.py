@@ -24,9 +24,11 @@ from typing import Any
 from bench.children import (
     APP_START,
     BARE_COPY,
+    BENCH_KEY,
     COUNTED_INIT,
     FIRST_RUN,
     MOVE,
+    ORM_QUERIES,
     QUERIES,
     RAW_REBUILD,
     child_env,
@@ -342,10 +344,170 @@ class Bench:
                 )
             )
 
-    # --- (f) moving the studio to a PostgreSQL server against a bare COPY --------------------
+    # --- (f) encrypted against plain, side by side ----------------------------------------------
+
+    def _env(self, root: Path, db: Path | None, encrypted: bool, **extra: str) -> dict[str, str]:
+        if encrypted:
+            extra["INKLINK_DB_KEY"] = BENCH_KEY
+        return child_env(root, db, INKLINK_DB_ENCRYPTION="on" if encrypted else "off", **extra)
+
+    def _row(self, measure: str, case: str, plain: float, encrypted: float, unit: str) -> None:
+        ratio = encrypted / plain
+        self.rows.append(
+            Row(
+                "f",
+                measure,
+                case,
+                f"{ratio:.2f}x plain",
+                f"encrypted {encrypted:.1f} {unit} vs plain {plain:.1f} {unit}",
+                "<= 1.3x",
+                ratio <= 1.3,
+            )
+        )
+
+    def encrypted_side_by_side(self) -> None:
+        say("(f) encrypted against plain: start, first run, upgrade, rebuild, queries")
+        root, chain = self.project(10)
+        kinds = (False, True)
+        # At head: init_db() in process, and the whole start for context.
+        start_code = APP_START.format(with_init=True)
+        init_ms: dict[bool, list[float]] = {k: [] for k in kinds}
+        walls: dict[bool, list[float]] = {k: [] for k in kinds}
+        envs = {}
+        for encrypted in kinds:
+            db = root / f"f-head-{encrypted}.db"
+            env = self._env(root, db, encrypted)
+            _, answer = run_child(start_code, env, root)
+            if answer["action"] != "created":
+                raise RuntimeError(f"expected a new database, got {answer}")
+            run_child(start_code, env, root)  # warm-up
+            envs[encrypted] = env
+        for repeat in range(self.sizes.start_repeats):
+            for encrypted in kinds if repeat % 2 == 0 else kinds[::-1]:
+                wall, answer = run_child(start_code, envs[encrypted], root)
+                if answer["action"] != "current" or answer["alembic"]:
+                    raise RuntimeError(f"expected the fast path, got {answer}")
+                init_ms[encrypted].append(answer["init_ms"])
+                walls[encrypted].append(wall)
+        plain_ms, enc_ms = median(init_ms[False]), median(init_ms[True])
+        self.samples["f/start"] = {"init": init_ms, "walls": walls}
+        self.rows.append(
+            Row(
+                "f",
+                "app start + init_db() at head",
+                f"{len(chain)} revisions, INKLINK_DB_KEY",
+                f"{enc_ms - plain_ms:+.2f} ms",
+                f"init_db() encrypted {enc_ms:.2f} ms vs plain {plain_ms:.2f} ms in process; "
+                f"whole start {median(walls[True]):.0f} vs {median(walls[False]):.0f} ms",
+                "within 1 ms of plain",
+                enc_ms - plain_ms <= 1,
+            )
+        )
+        # The first run on a new file (runner imports preloaded: the work only).
+        first: dict[bool, list[float]] = {k: [] for k in kinds}
+        for repeat in range(self.sizes.create_repeats + 1):
+            for encrypted in kinds:
+                db = root / f"f-new-{repeat}-{encrypted}.db"
+                code = FIRST_RUN.format(preload=True)
+                _, answer = run_child(code, self._env(root, db, encrypted), root)
+                if answer["action"] != "created":
+                    raise RuntimeError(f"expected a new database, got {answer}")
+                if repeat:
+                    first[encrypted].append(answer["ms"])
+        self.samples["f/first"] = first
+        self._row("first run on a new file", "excluding imports", *self._medians(first), "ms")
+        # An upgrade of 10 revisions through init_db() (lock, backup, upgrade, verify).
+        upgrade: dict[bool, list[float]] = {k: [] for k in kinds}
+        behind = len(chain) - 1
+        for repeat in range(self.sizes.upgrade_repeats):
+            for encrypted in kinds:
+                db = root / f"f-behind-{repeat}-{encrypted}.db"
+                env = self._env(root, db, encrypted)
+                run_child(APP_START.format(with_init=True), env, root)
+                set_version(db, chain[0], BENCH_KEY if encrypted else None)
+                _, answer = run_child(COUNTED_INIT, env, root)
+                if answer["action"] != "upgraded":
+                    raise RuntimeError(f"expected an upgrade, got {answer}")
+                upgrade[encrypted].append(answer["ms"])
+        self.samples["f/upgrade"] = upgrade
+        self._row("upgrade through init_db()", f"{behind} revisions", *self._medians(upgrade), "ms")
+        # The helper rebuild of transactions, and the three queries, on the same studio.
+        studio = self.studio()
+        secret = self.work / "studio-encrypted.db"
+        if not secret.exists():
+            from data.migration import raw_sqlite
+
+            secret.touch(mode=0o600)
+            raw_sqlite.export(studio, None, secret, f"x'{BENCH_KEY}'")
+        rebuild_root = copy_project(self.work / "rebuild-f")
+        add_rebuild_revision(rebuild_root, "helper")
+        timing = self.work / "rebuild-timing-f"
+        # Three sides: plain (Python's sqlite3), encrypted, and plain through SQLCipher's own
+        # SQLite without a key, which tells the cost of encryption from that of the library.
+        sides = ("plain", "encrypted", "same library")
+        rebuilt: dict[str, list[float]] = {side: [] for side in sides}
+        for repeat in range(self.sizes.rebuild_repeats):
+            for side in sides if repeat % 2 == 0 else sides[::-1]:
+                encrypted = side == "encrypted"
+                db = self.work / f"rebuild-f-{repeat}.db"
+                shutil.copyfile(secret if encrypted else studio, db)
+                extra = {"BENCH_REBUILD_TIMING": str(timing)}
+                if side == "same library":
+                    extra["BENCH_SQLCIPHER_LIBRARY"] = "1"
+                env = self._env(rebuild_root, db, encrypted, **extra)
+                _, answer = run_child(COUNTED_INIT, env, rebuild_root)
+                if answer["action"] != "upgraded":
+                    raise RuntimeError(f"expected an upgrade, got {answer}")
+                rebuilt[side].append(answer["rebuild_ms"])
+                for leftover in self.work.glob(f"rebuild-f-{repeat}.db*"):
+                    leftover.unlink()
+                shutil.rmtree(self.work / "backups", ignore_errors=True)
+        self.samples["f/rebuild"] = rebuilt
+        rows = f"{self.sizes.transactions:,} rows"
+        self._row(
+            "rebuild transactions (data.db.rebuild)",
+            rows,
+            median(rebuilt["plain"]),
+            median(rebuilt["encrypted"]),
+            "ms",
+        )
+        self._row(
+            "the same, plain through SQLCipher's SQLite (no key)",
+            rows,
+            median(rebuilt["same library"]),
+            median(rebuilt["encrypted"]),
+            "ms",
+        )
+        plain_root, _ = self.project(0)
+        answers = {}
+        for encrypted in kinds:
+            env = self._env(plain_root, secret if encrypted else studio, encrypted)
+            _, answers[encrypted] = run_child(
+                ORM_QUERIES, env, plain_root, str(self.sizes.query_iterations)
+            )
+        self.samples["f/queries"] = answers
+        for plain_q, enc_q in zip(answers[False], answers[True], strict=True):
+            self._row(plain_q["name"], "ORM, same studio", plain_q["orm_us"], enc_q["orm_us"], "us")
+
+    @staticmethod
+    def _medians(samples: dict[bool, list[float]]) -> tuple[float, float]:
+        return median(samples[False]), median(samples[True])
+
+
+def set_version(db: Path, revision: str, key_hex: str | None) -> None:
+    """Put a database made at head back at ``revision`` (its schema is the same here)."""
+    from data.migration import raw_sqlite
+
+    connection = raw_sqlite.connect(db, key=f"x'{key_hex}'" if key_hex else None)
+    try:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    finally:
+        connection.close()
+
+    # --- (g) moving the studio to a PostgreSQL server against a bare COPY --------------------
 
     def move(self) -> None:
-        say("(f) move-to a PostgreSQL server against a bare psycopg COPY of the same rows")
+        say("(g) move-to a PostgreSQL server against a bare psycopg COPY of the same rows")
         from bench.server import ServerDatabases
 
         studio = self.studio()
@@ -397,11 +559,11 @@ class Bench:
         ratio = move_s / bare_s
         peak = max(answer["peak_kb"] for answer in moved) / 1024
         small_peak = small_answer["peak_kb"] / 1024
-        self.samples["f"] = {"move": moved, "bare": bare, "tenth": small_answer, "pg_bytes": sizes}
+        self.samples["g"] = {"move": moved, "bare": bare, "tenth": small_answer, "pg_bytes": sizes}
         case = f"{self.sizes.clients:,}/{self.sizes.sessions:,}/{self.sizes.transactions:,}"
         self.rows.append(
             Row(
-                "f",
+                "g",
                 "move-to PostgreSQL (verified copy)",
                 case,
                 f"{ratio:.2f}x bare COPY",
@@ -415,7 +577,7 @@ class Bench:
         )
         self.rows.append(
             Row(
-                "f",
+                "g",
                 "move-to memory, flat in rows",
                 f"{total:,} vs {total // 10:,} rows",
                 f"peak {peak:.0f} MiB vs {small_peak:.0f} MiB",
@@ -450,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     parser.add_argument(
-        "--only", default="abcdef", help="sections to run, e.g. 'ad' (default: abcdef)"
+        "--only", default="abcdefg", help="sections to run, e.g. 'ad' (default: abcdefg)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args(argv)
@@ -471,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
         if "e" in args.only:
             bench.queries()
         if "f" in args.only:
+            bench.encrypted_side_by_side()
+        if "g" in args.only:
             bench.move()
     finally:
         if args.keep:

@@ -69,6 +69,12 @@ def connect(database, *args, **kwargs):
 sqlite3.connect = sqlite3.dbapi2.connect = connect
 import data.models
 from data.db.session import init_db
+if os.environ.get("BENCH_SQLCIPHER_LIBRARY"):
+    # A plain file through SQLCipher's own SQLite (no key): what encryption itself costs,
+    # apart from the SQLite version sqlcipher3 bundles.
+    import data.db.session as session
+    from data.db.cipher import cipher_url
+    session.engine = session.create_app_engine(cipher_url(session.DB_PATH))
 started = time.perf_counter()
 outcome = init_db()
 elapsed = (time.perf_counter() - started) * 1000
@@ -152,6 +158,33 @@ for query in queries():
     })
 print(json.dumps(report))
 """
+
+
+# (f) The three typical queries through the ORM only (the app's engine, plain or encrypted).
+ORM_QUERIES = """
+import json, statistics, sys, time
+from sqlalchemy.orm import Session
+from data.db.session import engine
+from bench.studio import queries
+
+iterations = int(sys.argv[1])
+report = []
+for query in queries():
+    def orm():
+        with Session(engine, expire_on_commit=False) as session:
+            return query.run_orm(session)
+
+    for _ in range(10):
+        orm()
+    orm_us = []
+    for _ in range(iterations):
+        started = time.perf_counter(); orm(); orm_us.append((time.perf_counter() - started) * 1e6)
+    report.append({"name": query.name, "orm_us": statistics.median(orm_us)})
+print(json.dumps(report))
+"""
+
+# (f) A raw key for the encrypted side: the benchmark's own, never a studio's.
+BENCH_KEY = "be" * 32
 
 
 def child_env(project: Path, db_path: Path | None, **extra: str) -> dict[str, str]:

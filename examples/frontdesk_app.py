@@ -33,6 +33,10 @@ def main() -> int:
     print(f"revision: {outcome.to_revision}")
     if outcome.backup_path is not None:
         print(f"backup: {outcome.backup_path}")
+    if outcome.recovery_key is not None:
+        # A new encrypted database whose key went to the OS keyring: a real app shows this
+        # once, in a dialog that asks the user to write it down.
+        print(f"recovery key: {outcome.recovery_key}")
     print(f"summary: {outcome.describe()}")
     with SessionLocal() as db:
         clients = db.scalar(select(func.count()).select_from(Client))

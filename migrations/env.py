@@ -203,6 +203,14 @@ def _for_the_command_line(exc: DataLayerError) -> str:
     return str(exc)
 
 
+def _show_recovery_key(recovery_key: str) -> None:
+    """A database this command created encrypted, its key in the keyring: shown once, on
+    the terminal only (never through logging)."""
+    from data.db.key_commands import recovery_block
+
+    print(recovery_block(recovery_key), flush=True)
+
+
 @contextlib.contextmanager
 def _connection_behind(handed: object) -> Iterator[Connection]:
     """The Connection an object's ``connect()`` yields; anything else is refused."""
@@ -267,7 +275,9 @@ def run_migrations_online() -> None:
     on_db_path = target is engine and engine.dialect.name == "sqlite"
     log.info("database: %s", DB_PATH if on_db_path else target.url)  # str(url) masks passwords
     try:
-        with command_line_migration(target, context.script, _destination()) as connection:
+        with command_line_migration(
+            target, context.script, _destination(), show_recovery_key=_show_recovery_key
+        ) as connection:
             configure_and_run(connection, guard=True)
     except DataLayerError as exc:
         # Alembic prints a CommandError once, as "FAILED: <message>", without a traceback.

@@ -25,6 +25,12 @@ _SCRATCH = Path(tempfile.mkdtemp(prefix="inklink-tests-"))
 os.environ["DB_PATH"] = str(_SCRATCH / "module-default.db")
 os.environ["XDG_DATA_HOME"] = str(_SCRATCH / "xdg-data")
 os.environ.pop("DATABASE_URL", None)
+# Encryption: a developer's own key or setting never reaches a test; the keyring is a file
+# of this run (tests/keyring_backend.py), never the user's, and child processes inherit it.
+for _name in ("INKLINK_DB_KEY", "INKLINK_DB_ENCRYPTION"):
+    os.environ.pop(_name, None)
+os.environ["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backend.FileKeyring"
+os.environ["INKLINK_TEST_KEYRING"] = str(_SCRATCH / "keyring.json")
 
 from sqlalchemy import Engine  # noqa: E402
 from sqlalchemy.engine import URL  # noqa: E402
@@ -44,6 +50,19 @@ def db_versions(path: Path) -> list[str]:
     connection = sqlite3.connect(path)
     try:
         return [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
+    finally:
+        connection.close()
+
+
+def cipher_rows(path: Path, key_hex: str, sql: str) -> list[tuple[object, ...]]:
+    """Rows of an encrypted file read through SQLCipher with ``key_hex``, outside the data layer."""
+    import sqlcipher3  # type: ignore[import-untyped]
+
+    connection = sqlcipher3.connect(str(path))
+    try:
+        connection.execute("PRAGMA cipher_log_level = NONE")
+        connection.execute(f"PRAGMA key = \"x'{key_hex}'\"")
+        return [tuple(row) for row in connection.execute(sql)]
     finally:
         connection.close()
 

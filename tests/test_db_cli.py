@@ -22,7 +22,19 @@ from data.migration.transfer import studio_tables
 from tests.conftest import PROJECT_ROOT, sha256, sqlite_url, subprocess_env
 from tests.studio_data import seed_baseline_rows
 
-SUBCOMMANDS = ("status", "backup", "list-backups", "restore", "verify", "move-to", "export")
+SUBCOMMANDS = (
+    "status",
+    "backup",
+    "list-backups",
+    "restore",
+    "verify",
+    "move-to",
+    "export",
+    "encrypt",
+    "rekey",
+    "decrypt",
+    "unlock",
+)
 
 
 def inklink_db(*args: str, db_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:

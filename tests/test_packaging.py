@@ -19,7 +19,7 @@ from sqlalchemy import create_engine
 
 from data.db.head import HEAD_REVISION
 from data.db.runner import alembic_config, script_directory
-from tests.conftest import PROJECT_ROOT, db_versions, legacy_database
+from tests.conftest import PROJECT_ROOT, cipher_rows, db_versions, legacy_database
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +27,17 @@ CONSTRAINTS = PROJECT_ROOT / "constraints.txt"
 EXAMPLE_APP = PROJECT_ROOT / "examples" / "frontdesk_app.py"
 # Variables that would point a child at the checkout, at another database or another Python.
 _LEAKY = ("DB_PATH", "DATABASE_URL", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+# A studio's own file (the per-user folder) is created encrypted: these tests give its key
+# through INKLINK_DB_KEY, as a server would (a headless Linux has no keyring).
+STUDIO_KEY = "5e" * 32
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def encrypted_versions(path: Path) -> list[object]:
+    assert path.read_bytes()[:16] != SQLITE_MAGIC, f"{path} is not encrypted"
+    return [
+        row[0] for row in cipher_rows(path, STUDIO_KEY, "SELECT version_num FROM alembic_version")
+    ]
 
 
 def _run(args: list[str | Path], *, env: dict[str, str], cwd: Path, timeout: float = 600) -> str:
@@ -174,14 +185,14 @@ def test_installed_wheel_creates_then_finds_current_in_the_user_data_dir(
     before = _files(site)
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     cwd.mkdir()
-    report = _init_twice(app_venv, _user_env(home), cwd)
+    report = _init_twice(app_venv, _user_env(home, INKLINK_DB_KEY=STUDIO_KEY), cwd)
 
     expected = home / "xdg-data" / "InkLinkOS" / "inklink.db"
     assert Path(str(report["package"])).is_relative_to(site), "data was not imported from the wheel"
     assert Path(str(report["migrations"])) == site / "data" / "migrations"
     assert report["db_path"] == str(expected)
     assert report["actions"] == ["created", "current"]
-    assert db_versions(expected) == [HEAD_REVISION]
+    assert encrypted_versions(expected) == [HEAD_REVISION]
     assert list(cwd.iterdir()) == [], "init_db() wrote into the working directory"
     assert _files(site) == before, f"init_db() wrote into site-packages: {_files(site) - before}"
 
@@ -259,12 +270,12 @@ def test_frozen_app_creates_then_finds_current_in_the_user_data_dir(
     cwd.mkdir()
     expected = home / "xdg-data" / "InkLinkOS" / "inklink.db"
 
-    first = _run_app(frozen_app, _user_env(home), cwd)
+    first = _run_app(frozen_app, _user_env(home, INKLINK_DB_KEY=STUDIO_KEY), cwd)
     assert first["database"] == str(expected)
     assert first["outcome"] == "created"
-    assert db_versions(expected) == [HEAD_REVISION]
+    assert encrypted_versions(expected) == [HEAD_REVISION]
 
-    second = _run_app(frozen_app, _user_env(home), cwd)
+    second = _run_app(frozen_app, _user_env(home, INKLINK_DB_KEY=STUDIO_KEY), cwd)
     assert second["outcome"] == "current"
     assert second["revision"] == HEAD_REVISION
     assert second["clients"] == "0"
@@ -294,3 +305,42 @@ def test_frozen_app_honours_db_path_and_runs_the_bundled_migrations(
         again = _run_app(frozen_app, _user_env(home, DB_PATH=target), tmp_path)
         assert again["outcome"] == "current"
     assert not (home / "xdg-data").exists(), "DB_PATH was not honoured"
+
+
+def test_frozen_app_opens_an_encrypted_studio_with_its_key_and_refuses_it_without(
+    frozen_app: Path, tmp_path: Path
+) -> None:
+    """A plain studio encrypted by ``python -m data.db encrypt`` (as a deploy would), then
+    opened by the frozen app with INKLINK_DB_KEY; without the key it is refused, unchanged."""
+    import hashlib
+
+    home = tmp_path / "home"
+    target = tmp_path / "studio.db"
+    legacy_database(target)
+    adopted = _run_app(frozen_app, _user_env(home, DB_PATH=target), tmp_path)
+    assert adopted["outcome"] == "adopted"
+    _run(
+        [sys.executable, "-m", "data.db", "encrypt"],
+        env=_clean_env(DB_PATH=target, INKLINK_DB_KEY=STUDIO_KEY, PYTHONPATH=PROJECT_ROOT),
+        cwd=PROJECT_ROOT,
+    )
+    assert encrypted_versions(target) == [HEAD_REVISION]
+
+    opened = _run_app(
+        frozen_app, _user_env(home, DB_PATH=target, INKLINK_DB_KEY=STUDIO_KEY), tmp_path
+    )
+    assert opened["outcome"] == "current", opened
+    assert opened["clients"] == "0"
+
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    refused = subprocess.run(
+        [str(frozen_app)],
+        env=_user_env(home, DB_PATH=target, INKLINK_DB_KEY="00" * 32),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 1
+    assert "DatabaseKeyError" in refused.stderr and str(target) in refused.stderr
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == digest

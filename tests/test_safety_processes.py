@@ -226,7 +226,15 @@ def test_sigkill_at_any_moment_of_a_long_upgrade_loses_nothing(tmp_path: Path) -
     project = ScratchProject(tmp_path / "newer-app")
     project.add(REBUILD_TRANSACTIONS)
     marker = tmp_path / "migration-started"
-    sqlite3.connect(db).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    # Closed at once: a connection this process kept open would lose its POSIX locks when
+    # the copies below read the file (any close of a descriptor drops them), and a child
+    # that then found itself the file's last user would delete the -wal and -shm under it;
+    # its next read (or checkpoint) through them damaged the file (the test's own doing).
+    checkpoint = sqlite3.connect(db)
+    try:
+        checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        checkpoint.close()
 
     # Calibrate on copies: how long the upgrade runs once the revision's upgrade() has
     # started (migration, verify, commit, exit). Anchored to the marker, so interpreter

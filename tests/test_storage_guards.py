@@ -25,10 +25,20 @@ from data.migration import guards
 from data.models import Client
 from tests.clone import Clone, ok
 from tests.conftest import run_alembic, sha256, sqlite_url
-from tests.postgres import plain
+from tests.postgres import plain, studio_at_head
 from tests.studio_data import STAMP, seed_baseline_rows, studio_invariants
 
 GOOD = STAMP  # the stored form of a datetime
+
+
+def refused_raw(db: Path, statement: str, match: str) -> None:
+    """``statement`` through a plain connection (another tool) is refused by a guard."""
+    connection = sqlite3.connect(db)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match=match):
+            connection.execute(statement)
+    finally:
+        connection.close()
 
 
 def before_guards() -> str:
@@ -152,12 +162,7 @@ def test_an_existing_studio_is_upgraded_with_every_row_kept(db_path: Path) -> No
     assert outcome.action == "upgraded"
     assert outcome.to_revision == recorded_history().head
     assert studio_invariants(db_path) == kept
-    connection = sqlite3.connect(db_path)
-    try:
-        with pytest.raises(sqlite3.IntegrityError, match="whole number"):
-            connection.execute("UPDATE transactions SET amount_cents = 0.5 WHERE id = 1")
-    finally:
-        connection.close()
+    refused_raw(db_path, "UPDATE transactions SET amount_cents = 0.5 WHERE id = 1", "whole number")
 
 
 def test_rows_that_already_break_a_guard_stop_the_upgrade_with_their_list(db_path: Path) -> None:
@@ -228,12 +233,7 @@ def test_a_later_revision_gets_guards_without_writing_any(tmp_path: Path) -> Non
     ok(clone.alembic("revision", "--autogenerate", "-m", "client nickname", db_path=db))
     ok(clone.alembic("upgrade", "head", db_path=db))
     assert studio_invariants(db) == kept
-    connection = sqlite3.connect(db)
-    try:
-        with pytest.raises(sqlite3.IntegrityError, match="at most 12 characters"):
-            connection.execute("UPDATE clients SET nickname = 'much too long a name'")
-    finally:
-        connection.close()
+    refused_raw(db, "UPDATE clients SET nickname = 'much too long a name'", "at most 12 characters")
 
     clone.edit("data/models/client.py", "    nickname:", "    alias:")
     written = clone.alembic("revision", "--autogenerate", "-m", "nickname is alias", db_path=db)
@@ -284,16 +284,12 @@ def test_a_later_revision_gets_guards_without_writing_any(tmp_path: Path) -> Non
 
 @pytest.fixture
 def pg_studio(pg_url: URL) -> Iterator[Engine]:
+    """A server database the current app created, with one client, behind the app's engine."""
     from data.db.session import create_app_engine
 
+    studio_at_head(pg_url)
     engine = create_app_engine(pg_url)
     try:
-        assert ensure_current(engine).action == "created"
-        with engine.begin() as connection:
-            connection.exec_driver_sql(
-                "INSERT INTO clients (id, first_name, last_name, created_at, updated_at) "
-                "VALUES (1, 'Ada', 'Lovelace', now(), now())"
-            )
         yield engine
     finally:
         engine.dispose()

@@ -14,7 +14,10 @@ from pathlib import Path
 
 # PyInstaller ships no type information.
 from PyInstaller import isolated  # type: ignore[import-untyped]
-from PyInstaller.utils.hooks import collect_submodules  # type: ignore[import-untyped]
+from PyInstaller.utils.hooks import (  # type: ignore[import-untyped]
+    collect_submodules,
+    copy_metadata,
+)
 
 # Where the runner looks for the scripts inside the package (a frozen app's _MEIPASS).
 BUNDLED_MIGRATIONS = "data/migrations"
@@ -56,7 +59,7 @@ _sources = _scripts(_root)
 
 datas = [
     (str(path), str(Path(BUNDLED_MIGRATIONS, path.parent.relative_to(_root)))) for path in _sources
-]
+] + copy_metadata("keyring")  # keyring lists even its own backends as entry points
 
 hiddenimports = sorted(
     set().union(*(_imported_modules(p) for p in _sources if p.suffix == ".py"))
@@ -65,6 +68,16 @@ hiddenimports = sorted(
     | set(collect_submodules("alembic", filter=lambda name: not name.startswith("alembic.testing")))
     # The runner finds a database's backend module by its dialect's name.
     | set(collect_submodules("data.migration.backends"))
-    # The dialect a sqlite:/// URL names is imported by name when the engine is made.
-    | {"sqlalchemy.dialects.sqlite.pysqlite", "logging.config"}
+    # The dialect a sqlite:/// URL names is imported by name when the engine is made; an
+    # encrypted file's dialect (ours, over SQLAlchemy's pysqlcipher) and its driver too.
+    | {
+        "sqlalchemy.dialects.sqlite.pysqlite",
+        "sqlalchemy.dialects.sqlite.pysqlcipher",
+        "data.db.cipher",
+        "sqlcipher3",
+        "sqlcipher3.dbapi2",
+        "logging.config",
+    }
+    # keyring finds its backends through entry points: ship them all (the OS picks one).
+    | set(collect_submodules("keyring.backends"))
 )

@@ -3,11 +3,14 @@
 Without a subcommand it says where the database is and at which revision (``make db``).
 Each subcommand is one small function registered in ``COMMANDS``; ``--help`` on each.
 
+The file's encryption has its subcommands in the same table (``encrypt``, ``rekey``,
+``decrypt``, ``unlock``; ``data/db/key_commands.py``).
+
 Exit codes: 0 done (or at head, or nothing found); 1 done, and the answer is "no" (not at
 head, ``verify`` found problems, ``move-to --check`` found rows the server would refuse);
 2 refused: the error's message (a ``DataLayerError``) is printed once, and what it names
-was not changed; 64 the command line itself is wrong; 130 interrupted (a copy in progress
-is rolled back).
+was not changed (``decrypt --in-place`` not confirmed is refused too); 64 the command line
+itself is wrong; 130 interrupted (a copy in progress is rolled back).
 """
 
 from __future__ import annotations
@@ -197,7 +200,6 @@ def status(_args: argparse.Namespace) -> int:
     if _server():
         return _server_status(display_database())
     from data.migration.backup import recorded_backups
-    from data.migration.raw_sqlite import is_wal_header, read_header
 
     path = _db_path()
     print(f"Database: {path}")
@@ -207,20 +209,21 @@ def status(_args: argparse.Namespace) -> int:
     from data.db.move import check_file_opens
     from data.migration.transfer import sqlite_reader
 
-    check_file_opens(path)
-    reader = sqlite_reader(path)
+    key = check_file_opens(path)  # refuses an encrypted file whose key is missing or wrong
+    reader = sqlite_reader(path, key)
     try:
         with reader.connect() as connection, connection.begin():
             versions = [
                 str(row[0])
                 for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")
             ]
+            journal = str(connection.exec_driver_sql("PRAGMA journal_mode").scalar())
     finally:
         reader.dispose()
     print(f"Revision: {', '.join(versions) or 'none'} ({_state(versions)})")
     print(f"Size: {_size(path):,} bytes (with its -wal)")
-    print(f"Journal mode: {'wal' if is_wal_header(read_header(path, 20)) else 'rollback journal'}")
-    print("Encryption: none (a plain SQLite file)")
+    print(f"Journal mode: {'wal' if journal.lower() == 'wal' else 'rollback journal'}")
+    print(f"Encryption: {_encryption(key)}")
     backups = recorded_backups(path)
     if backups:
         newest = backups[0]
@@ -232,6 +235,17 @@ def status(_args: argparse.Namespace) -> int:
     else:
         print("Last backup: none")
     return OK if versions == [recorded_history().head] else NO
+
+
+def _encryption(key: Any) -> str:
+    if key is None:
+        return "none (a plain SQLite file: `inklink-db encrypt` encrypts it)"
+    import os
+
+    from data.db.keys import KEY_ENV
+
+    source = KEY_ENV if os.environ.get(KEY_ENV, "").strip() else "this computer's keyring"
+    return f"SQLCipher 4, 256-bit key (from {source})"
 
 
 def _server_status(display: str) -> int:
@@ -264,11 +278,12 @@ def backup(_args: argparse.Namespace) -> int:
     from data.migration.sqlite_file import inspect_sqlite_file
 
     path = _db_path()
-    check_file_opens(path)
+    key = check_file_opens(path)
     with migration_lock(path):
-        state = inspect_sqlite_file(path)
+        state = inspect_sqlite_file(path, key=key)
         label = state.versions[0] if len(state.versions) == 1 else "legacy"
-        made = backup_database(path, label=label)
+        # An encrypted file's backup is encrypted under the same key (as the runner's are).
+        made = backup_database(path, label=label, key=key)
     print(f"Backup: {made}")
     return OK
 
@@ -374,6 +389,46 @@ def export(args: argparse.Namespace) -> int:
     return OK
 
 
+def encrypt(args: argparse.Namespace) -> int:
+    """Encrypt the SQLite file in place, verified; print its recovery key once."""
+    _file_only("encrypt")
+    from data.db import key_commands
+
+    return key_commands.encrypt(args)
+
+
+def rekey(args: argparse.Namespace) -> int:
+    """Give the encrypted file a new key; print the new recovery key once."""
+    _file_only("rekey")
+    from data.db import key_commands
+
+    return key_commands.rekey(args)
+
+
+def decrypt(args: argparse.Namespace) -> int:
+    """A plain verified copy for support, or (--in-place, confirmed) the file made plain."""
+    _file_only("decrypt")
+    from data.db import key_commands
+
+    return key_commands.decrypt(args)
+
+
+def unlock(args: argparse.Namespace) -> int:
+    """Read the recovery key; this computer's keyring keeps the file's key again."""
+    _file_only("unlock")
+    from data.db import key_commands
+
+    return key_commands.unlock(args)
+
+
+def _decrypt_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", type=Path, help="where the copy goes (must not exist)")
+    parser.add_argument(
+        "--in-place", action="store_true", help="replace the database itself (asks first)"
+    )
+    parser.add_argument("--yes", action="store_true", help="confirm --in-place without asking")
+
+
 def _move_to_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "url", metavar="URL", help="the server's database: postgresql://user:password@host/db"
@@ -445,6 +500,30 @@ COMMANDS: list[Command] = [
         "copy the database into a new plain SQLite file, verified",
         _export_arguments,
         export,
+    ),
+    Command(
+        "encrypt",
+        "encrypt the SQLite file in place, verified (prints the recovery key once)",
+        _no_arguments,
+        encrypt,
+    ),
+    Command(
+        "rekey",
+        "give the encrypted file a new key (prints the new recovery key once)",
+        _no_arguments,
+        rekey,
+    ),
+    Command(
+        "decrypt",
+        "a plain verified copy for support; --in-place --yes makes the file itself plain",
+        _decrypt_arguments,
+        decrypt,
+    ),
+    Command(
+        "unlock",
+        "enter the recovery key (standard input or a hidden prompt); the keyring keeps it",
+        _no_arguments,
+        unlock,
     ),
 ]
 

@@ -21,6 +21,12 @@ class NotADatabaseError(DataLayerError):
     """The path is a directory, not a SQLite file, or a truncated one."""
 
 
+class DatabaseKeyError(DataLayerError):
+    """An encrypted database whose key is missing or does not open it, or a key that cannot
+    be stored. The file is left byte-for-byte as it was: the way in is its recovery key
+    (``python -m data.db unlock``) or support, never a new database."""
+
+
 class DatabaseCorruptError(DataLayerError):
     """SQLite's own integrity check failed."""
 
@@ -169,4 +175,9 @@ ADVICE_RESTORE = (
     "Restore the most recent backup from the 'backups' folder beside it, or contact support."
 )
 ADVICE_UPDATE_APP = "Install the latest version of InkLinkOS, which knows this database."
+ADVICE_KEY = (
+    "Enter the database's recovery key (the one shown when it was encrypted) with "
+    "`python -m data.db unlock`, or set INKLINK_DB_KEY to its 64-hex-digit key; without "
+    "either, contact support. Do not delete or replace this file: it holds the studio's data."
+)
 ADVICE_RETRY = "Close other InkLinkOS windows and tools using it, then start again."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -13,7 +14,8 @@ from data.db.file_modes import is_shared
 from data.db.head import recorded_history
 from data.db.outcome import UpgradeOutcome
 from data.db.policy import read_only_options
-from data.migration.raw_sqlite import is_wal_header, read_header, unvouched_side_files
+from data.migration import raw_sqlite
+from data.migration.raw_sqlite import SQLITE_MAGIC, is_wal_header, read_header, unvouched_side_files
 
 
 def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
@@ -35,7 +37,9 @@ def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
             header = read_header(db_path, 20)
         except OSError:
             return None
-        if not is_wal_header(header):
+        # An encrypted header says nothing without the key (not even the journal mode).
+        encrypted = not header.startswith(SQLITE_MAGIC) and engine.dialect.driver == "pysqlcipher"
+        if not encrypted and not is_wal_header(header):
             return None
         # A -wal or hot -journal nothing ties to this file would be replayed into it by the
         # first open: the runner keeps a copy of everything first, and says so.
@@ -46,16 +50,23 @@ def current_outcome(engine: Engine, db_path: str) -> UpgradeOutcome | None:
         # it last committed (in user_version): one read, whatever the size of the file.
         query = _VERSION_AND_COOKIES
     else:
+        encrypted = False
         display = engine.url.render_as_string(hide_password=True)
         # A server keeps no schema cookie: drift there is caught by the next upgrade's checks.
         query = _VERSION_ONLY
-    try:
-        with engine.connect() as connection:
-            # A reading transaction: it never waits for another window's write.
-            connection.execution_options(**read_only_options(engine))
-            rows = connection.exec_driver_sql(query).all()
-    except (DBAPIError, DataLayerError, engine.dialect.loaded_dbapi.Error):
-        return None  # the runner looks closer, and refuses with the reason if it must
+    if encrypted:
+        found = _encrypted_rows(db_path)
+        if found is None:
+            return None
+        rows = found
+    else:
+        try:
+            with engine.connect() as connection:
+                # A reading transaction: it never waits for another window's write.
+                connection.execution_options(**read_only_options(engine))
+                rows = list(connection.exec_driver_sql(query).all())
+        except (DBAPIError, DataLayerError, engine.dialect.loaded_dbapi.Error):
+            return None  # the runner looks closer, and refuses with the reason if it must
     head = recorded_history().head
     if len(rows) != 1 or rows[0][0] != head:
         return None
@@ -69,6 +80,34 @@ _VERSION_AND_COOKIES = (
     "SELECT version_num, (SELECT schema_version FROM pragma_schema_version), "
     "(SELECT user_version FROM pragma_user_version) FROM alembic_version"
 )
+
+
+def _encrypted_rows(db_path: str) -> list[Any] | None:
+    """The version and cookies of an encrypted file, read through a raw keyed connection.
+
+    Not through the app's engine: it switches the file to WAL, which rewrites page 1, and
+    its journal mode cannot be read from the encrypted header first. Only a file already in
+    WAL mode (as every file the data layer writes is left) is called current; anything else,
+    a missing or wrong key included, goes to the runner, which refuses with the reason.
+    """
+    from data.db import keys
+
+    try:
+        key = keys.key_for(db_path)
+        connection = raw_sqlite.connect(db_path, timeout=0, key=key.pragma())
+    except DataLayerError:
+        return None
+    except raw_sqlite.DRIVER_ERRORS:
+        return None
+    try:
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() != "wal":
+            return None
+        return list(connection.execute(_VERSION_AND_COOKIES).fetchall())
+    except raw_sqlite.DRIVER_ERRORS:
+        return None
+    finally:
+        connection.close()
 
 
 def _plain_owned_writable_file(db_path: str) -> bool:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
+from data.db import keys
 from data.db.errors import (
     UNCHANGED,
     CopyFailedError,
@@ -35,6 +36,7 @@ from data.db.errors import (
     TargetNotEmptyError,
     UnmovableRowsError,
 )
+from data.db.keys import DatabaseKey
 from data.db.outcome import CopyOutcome, ProgressCallback
 from data.migration.backends.postgresql import ADVISORY_LOCK_KEY, display_url
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
@@ -84,8 +86,12 @@ def server_url(text: str) -> URL:
 # --- the dry run -------------------------------------------------------------------------
 
 
-def check_file_opens(db_path: Path) -> None:
-    """Refuse a path that holds no studio database, before anything opens it for writing."""
+def check_file_opens(db_path: Path) -> DatabaseKey | None:
+    """Refuse a path that holds no studio database, before anything opens it for writing.
+
+    Returns the key an encrypted file opens with (``INKLINK_DB_KEY``, else the keyring; the
+    classification has just proved it opens the file), ``None`` for a plain file.
+    """
     display = str(db_path)
     check_location(db_path)
     if unvouched_side_files(db_path):
@@ -102,12 +108,16 @@ def check_file_opens(db_path: Path) -> None:
             "there is no studio database here (no file, or a file without tables)",
             "Set DB_PATH to the studio's database file (inklink.db). " + UNCHANGED,
         )
+    return keys.key_for(db_path) if state.encrypted else None
 
 
 def check_file(db_path: Path) -> list[Finding]:
     """Every row of the file at ``db_path`` a PostgreSQL server would refuse; reads only."""
-    check_file_opens(db_path)
-    reader = sqlite_reader(db_path)
+    return _findings(db_path, check_file_opens(db_path))
+
+
+def _findings(db_path: Path, key: DatabaseKey | None) -> list[Finding]:
+    reader = sqlite_reader(db_path, key)
     try:
         with reader.connect() as connection, connection.begin():
             return unmovable_rows(connection, studio_tables())
@@ -129,6 +139,15 @@ def _unmovable(display: str, findings: list[Finding]) -> UnmovableRowsError:
 
 
 # --- the copy ----------------------------------------------------------------------------
+
+
+def _file_url(db_path: Path, key: DatabaseKey | None) -> URL:
+    """The runner's URL for the studio file: keyed through SQLCipher when it is encrypted."""
+    if key is None:
+        return URL.create("sqlite", database=str(db_path))
+    from data.db.cipher import cipher_url
+
+    return cipher_url(str(db_path), key.pragma())
 
 
 def _require_head(connection: Connection, display: str, head: str, unchanged: str) -> None:
@@ -188,13 +207,15 @@ def move_to_server(
     """
     db_path = Path(db_path).absolute()
     source, target = str(db_path), display_url(url)
-    findings = check_file(db_path)
+    key = check_file_opens(db_path)
+    findings = _findings(db_path, key)
     if findings:
         raise _unmovable(source, findings)
     head = require_recorded(source).head
-    # The same runner as every start: the file is upgraded with its backup, the server's
-    # database created or upgraded under its advisory lock.
-    file_engine = create_engine(URL.create("sqlite", database=source), poolclass=NullPool)
+    # The same runner as every start: the file is upgraded with its backup (encrypted under
+    # its key when the file is), the server's database created or upgraded under its
+    # advisory lock.
+    file_engine = create_engine(_file_url(db_path, key), poolclass=NullPool)
     server_engine = create_engine(url, poolclass=NullPool)
     try:
         with _copy_failures(source, target, url.password):
@@ -203,7 +224,7 @@ def move_to_server(
     finally:
         file_engine.dispose()
         server_engine.dispose()
-    reader = sqlite_reader(db_path)
+    reader = sqlite_reader(db_path, key)
     writer = create_engine(url, poolclass=NullPool)
     started = time.perf_counter()
     try:
@@ -264,7 +285,9 @@ def _remove_new_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _read_turn(source: Engine, display: str, timeout: float) -> Iterator[Connection]:
+def _read_turn(
+    source: Engine, display: str, timeout: float, key: DatabaseKey | None
+) -> Iterator[Connection]:
     """One read transaction on ``source`` holding its migration lock, consistent throughout."""
     if source.dialect.name == "postgresql":
         with source.connect() as connection:
@@ -276,7 +299,7 @@ def _read_turn(source: Engine, display: str, timeout: float) -> Iterator[Connect
                 yield reading
         return
     path = Path(str(source.url.database)).absolute()
-    reader = sqlite_reader(path)
+    reader = sqlite_reader(path, key)
     try:
         with migration_lock(path, timeout), reader.connect() as connection, connection.begin():
             yield connection
@@ -304,9 +327,9 @@ def export_database(
     display = display_url(source.url) if server else str(Path(str(source.url.database)).absolute())
     _new_file(path)
     head = require_recorded(display).head
-    backup = None
+    backup, key = None, None
     if not server:
-        check_file_opens(Path(display))
+        key = check_file_opens(Path(display))
         with _copy_failures(display, target, None):
             backup = ensure_current(source, lock_timeout=lock_timeout).backup_path
     file_engine = create_engine(URL.create("sqlite", database=target), poolclass=NullPool)
@@ -316,7 +339,7 @@ def export_database(
         with _copy_failures(display, target, source.url.password):
             ensure_current(file_engine, lock_timeout=lock_timeout)
             with (
-                _read_turn(source, display, lock_timeout) as read,
+                _read_turn(source, display, lock_timeout, key) as read,
                 writer.connect() as write,
                 write.begin(),
             ):

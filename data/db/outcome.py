@@ -16,9 +16,23 @@ class UpgradeOutcome:
     made before migrations existed, recognised and brought under them). ``backup_path`` is
     the copy made before an upgrade (``None`` when nothing was upgraded, or on a server,
     where backups are the operator's job).
+
+    ``recovery_key`` is set only when this call created an encrypted database whose key it
+    made and put in the OS keyring: show it to the user once, to be written down (it opens
+    the database when the keyring entry is lost). It is never part of ``repr()`` or
+    ``describe()``, which end up in logs.
     """
 
-    __slots__ = ("action", "backup_path", "database", "from_revision", "note", "to_revision")
+    __slots__ = (
+        "action",
+        "backup_path",
+        "database",
+        "from_revision",
+        "note",
+        "recovery_key",
+        "to_revision",
+    )
+    _SHOWN = ("action", "backup_path", "database", "from_revision", "note", "to_revision")
 
     def __init__(
         self,
@@ -28,8 +42,10 @@ class UpgradeOutcome:
         from_revision: str | None = None,
         backup_path: Path | None = None,
         note: str = "",
+        recovery_key: str | None = None,
     ) -> None:
         self.action: Action = action
+        self.recovery_key = recovery_key
         self.database = database
         self.from_revision = from_revision
         self.to_revision = to_revision
@@ -37,7 +53,7 @@ class UpgradeOutcome:
         self.note = note
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._SHOWN)
         return f"UpgradeOutcome({fields})"
 
     def __eq__(self, other: object) -> bool:
@@ -62,6 +78,8 @@ class UpgradeOutcome:
             text += f" (backup: {self.backup_path})"
         if self.note:
             text += f" ({self.note})"
+        if self.recovery_key is not None:
+            text += " (encrypted; its recovery key is to be shown to the user once)"
         return text
 
 

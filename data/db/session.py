@@ -90,7 +90,34 @@ def database_url(db_path: str) -> URL:
                 "Unset DATABASE_URL; to choose a SQLite file, set DB_PATH to its path.",
             )
         return url
+    if _encrypted(db_path):
+        from data.db.cipher import cipher_url
+
+        return cipher_url(db_path)
     return URL.create("sqlite", database=db_path)
+
+
+def in_user_data_dir() -> bool:
+    """The database is the per-user one (rules 2 and 4): a studio's file, not a developer's
+    ``dev.db`` nor a file named through ``DB_PATH``."""
+    return not os.environ.get("DB_PATH") and (
+        bool(getattr(sys, "frozen", False)) or not is_source_checkout()
+    )
+
+
+def _encrypted(db_path: str) -> bool:
+    """Open ``db_path`` through SQLCipher: it is encrypted, or it is still to be created and
+    new databases are (by default the studio's own file in the per-user folder is; see
+    ``data.db.keys.new_database_encrypted``). A plain SQLite file always opens plain."""
+    from data.db import keys
+
+    try:
+        size = os.stat(db_path).st_size
+    except OSError:
+        size = 0
+    if size:
+        return keys.looks_encrypted(db_path)
+    return keys.new_database_encrypted(default=in_user_data_dir())
 
 
 def create_app_engine(url: str | URL) -> Engine:
@@ -127,9 +154,7 @@ DATA_DIR: Path = Path(DB_PATH).parent
 # A failure here is reported by init_db(), which names the path and says what to do.
 with contextlib.suppress(OSError):
     make_private_folder(DATA_DIR)
-    if not os.environ.get("DB_PATH") and (
-        getattr(sys, "frozen", False) or not is_source_checkout()
-    ):
+    if in_user_data_dir():
         tighten([DATA_DIR])
 
 engine: Engine = create_app_engine(database_url(DB_PATH))

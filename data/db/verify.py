@@ -49,8 +49,8 @@ def _verify_file(path: Path) -> list[str]:
     from data.db.move import check_file_opens  # the same refusals as a move's
     from data.migration.transfer import sqlite_reader
 
-    check_file_opens(path)
-    reader = sqlite_reader(path)
+    key = check_file_opens(path)  # an encrypted file is read with its key
+    reader = sqlite_reader(path, key)
     problems: list[str] = []
     try:
         with reader.connect() as connection, connection.begin():

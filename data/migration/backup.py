@@ -20,6 +20,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
+from data.db import keys
 from data.db.errors import UNCHANGED, BackupError, DatabaseBusyError, DataLayerError
 from data.db.file_modes import create_private_file, make_private_folder
 from data.migration import raw_sqlite
@@ -184,11 +185,13 @@ def source_fingerprint(db_path: Path) -> Fingerprint | None:
 # --- making copies ---------------------------------------------------------------------------
 
 
-def _copy(source: Path, target: Path) -> None:
+def _copy(source: Path, target: Path, key: keys.DatabaseKey | None = None) -> None:
     """Copy ``source`` to the new file ``target``, consistently, owner-only from the start.
 
     Written under a temporary name, flushed to disk and renamed when complete: a crash
-    mid-copy never leaves something that looks like a backup.
+    mid-copy never leaves something that looks like a backup. An encrypted ``source`` (its
+    ``key`` given) gives an encrypted copy under the same key and the same salt, so the
+    copy has the database's identity: the keyring entry and the recovery key open it too.
     """
     partial = target.with_name(target.name + ".partial")
     # Only this database's own leftovers: the folder may hold another database's copy in
@@ -198,9 +201,9 @@ def _copy(source: Path, target: Path) -> None:
     try:
         if not create_private_file(partial):  # 0600 whatever the umask, before SQLite opens it
             raise FileExistsError(errno.EEXIST, "a partial backup is in the way", str(partial))
-        src = raw_sqlite.connect(source)
+        src = raw_sqlite.connect(source, key=key.pragma() if key else None)
         try:
-            dst = raw_sqlite.connect(partial)
+            dst = raw_sqlite.connect(partial, key=key.pragma(keys.salt_of(source)) if key else None)
             try:
                 raw_sqlite.backup(src, dst)
                 # A copy left in WAL mode may not open read-only later: a backup is one file.
@@ -272,12 +275,15 @@ def _rotate(db_path: Path, keep: int, made: Path) -> None:
     _write_record(db_path, record)
 
 
-def backup_database(db_path: Path, *, label: str, keep: int = KEEP_BACKUPS) -> Path:
+def backup_database(
+    db_path: Path, *, label: str, keep: int = KEEP_BACKUPS, key: keys.DatabaseKey | None = None
+) -> Path:
     """Copy ``db_path`` into the backup folder, record it, keep only the newest ``keep``.
 
     When the file is unchanged since the newest recorded backup (same fingerprint), that
     backup is returned and nothing is copied or rotated: a start that fails the same way
     every time never pushes older history out. ``label`` is the revision the file is at.
+    An encrypted database (its ``key`` given) is copied encrypted, under the same key.
     Callers hold the migration lock (the runner does), so the record has one writer.
     """
     folder = backup_folder(db_path)
@@ -291,7 +297,7 @@ def backup_database(db_path: Path, *, label: str, keep: int = KEEP_BACKUPS) -> P
             return existing
     try:
         make_private_folder(folder)
-        _copy(db_path, target)
+        _copy(db_path, target, key)
         _add_to_record(db_path, target, BACKUP, revision=label or None, source=fingerprint)
         _rotate(db_path, keep, target)
     except raw_sqlite.IO_ERRORS as exc:
@@ -312,14 +318,14 @@ def _stamp() -> str:
 # --- restoring -------------------------------------------------------------------------------
 
 
-def _use_wal(db_path: Path, timeout: float) -> None:
+def _use_wal(db_path: Path, timeout: float, key: str | None = None) -> None:
     """Put the file in the app's journal mode, so readers keep reading during the restore.
 
     In rollback-journal mode the restore's write lock would also shut out the reader that
     copies the current file aside. An app connection has already done this to any file it
     opened; a missing file is created empty here.
     """
-    connection = raw_sqlite.connect(db_path, timeout=max(timeout, 0.1))
+    connection = raw_sqlite.connect(db_path, timeout=max(timeout, 0.1), key=key)
     try:
         connection.execute("PRAGMA journal_mode = WAL")
     finally:
@@ -340,8 +346,23 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
     for up to ``lock_timeout`` seconds in all, then DatabaseBusyError, with nothing changed.
     """
     display = str(db_path)
+    # An encrypted backup is restored into an encrypted database under the same key (a
+    # backup has its database's salt, so the same keyring entry or INKLINK_DB_KEY opens both).
+    encrypted = keys.looks_encrypted(backup)
     try:
-        state = inspect_sqlite_file(backup)  # refuses a file that is not a sound SQLite database
+        has_content = db_path.stat().st_size > 0
+    except OSError:
+        has_content = False  # check_location() below says what is wrong with the path
+    if has_content and keys.looks_encrypted(db_path) != encrypted:
+        raise BackupError(
+            display,
+            f"the backup {backup} is {'' if encrypted else 'not '}encrypted and the database "
+            f"is {'not ' if encrypted else ''}: one cannot be written over the other",
+            "Choose a backup made of this database as it is now. " + UNCHANGED,
+        )
+    try:
+        key = keys.key_for(backup) if encrypted else None
+        state = inspect_sqlite_file(backup, key=key)  # refuses an unsound database
     except DataLayerError as exc:
         # Said of the backup, with advice that fits a backup (not "restore a backup").
         raise BackupError(
@@ -366,15 +387,21 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
             def copy_aside() -> None:
                 # Runs holding the database's write lock: every commit so far is in the copy.
                 if had_content:
-                    _copy(db_path, aside)
+                    _copy(db_path, aside, key)
                     _add_to_record(db_path, aside, REPLACED, restored_from=str(backup))
 
             make_private_folder(folder)
             create_private_file(db_path)  # a restore that creates the database: owner-only
-            _use_wal(db_path, deadline - time.monotonic())
-            src = raw_sqlite.connect(backup, read_only=True)
+            pragma = key.pragma() if key else None
+            # A database the restore creates gets the backup's salt: the same identity.
+            _use_wal(
+                db_path,
+                deadline - time.monotonic(),
+                key.pragma(keys.salt_of(backup)) if key and not had_content else pragma,
+            )
+            src = raw_sqlite.connect(backup, read_only=True, key=pragma)
             try:
-                dst = raw_sqlite.connect(db_path)
+                dst = raw_sqlite.connect(db_path, key=pragma)
                 try:
                     raw_sqlite.overwrite_holding_the_lock(
                         src, dst, once_locked=copy_aside, deadline=deadline

@@ -259,14 +259,14 @@ class Watch:
 
 def breaking_rows(
     connection: Connection, table: str, guards: list[Guard], *, whole: bool
-) -> tuple[int, list[tuple[Any, str]]]:
+) -> tuple[int, list[str]]:
     """How many rows of ``table`` break one of ``guards``, and a sample (row, sentence).
 
     ``whole`` scans every row; otherwise one row is read first (every row holds the same
     value in a column just added by a revision that changed no rows).
     """
     quoted = quote_identifier(table)
-    broken: list[tuple[Any, str]] = []
+    broken: list[str] = []
     count = 0
     if not guards:
         return count, broken
@@ -291,7 +291,7 @@ def breaking_rows(
             f"SELECT rowid FROM {quoted} WHERE {condition} ORDER BY rowid LIMIT {LISTED_ROWS}"
         ).fetchall()
         sentence = guard_sentence(guard.table, guard.column, guard.kind, guard.param)
-        broken.extend((row[0], f"{table} row {row[0]}: {sentence}") for row in sample)
+        broken.extend(f"{table} row {row[0]}: {sentence}" for row in sample)
     return count, broken
 
 
@@ -301,9 +301,9 @@ def _count_all(connection: Connection, quoted: str, condition: str) -> int:
     )
 
 
-def raise_breaking(connection: Connection, count: int, broken: list[tuple[Any, str]]) -> None:
+def raise_breaking(connection: Connection, count: int, broken: list[str]) -> None:
     """Stop the upgrade, listing the rows that break a guard about to be made."""
-    listing = "\n".join(f"  - {line}" for _row, line in broken[:LISTED_ROWS])
+    listing = "\n".join(f"  - {line}" for line in broken[:LISTED_ROWS])
     more = f"\n  (and {count - LISTED_ROWS} more)" if count > LISTED_ROWS else ""
     url = connection.engine.url
     sqlite = url.get_backend_name() == "sqlite"
@@ -333,7 +333,7 @@ def sync_sqlite(connection: Connection, watch: Watch | None = None) -> None:
     existing = sqlite_triggers(connection)
     earlier = watch.triggers if watch is not None else {}
     wanted: set[str] = set()
-    count, broken = 0, list[tuple[Any, str]]()
+    count, broken = 0, list[str]()
     for table in _sqlite_tables(connection):
         guards = _sqlite_guards(connection, table)
         if not guards:
@@ -433,9 +433,7 @@ def sync_postgresql(connection: Connection) -> None:
                 f"SELECT {'id' if _has_id(connection, table) else 'ctid'} FROM {quoted} "
                 f"WHERE NOT ({condition}) LIMIT {LISTED_ROWS}"
             ).fetchall()
-            raise_breaking(
-                connection, count, [(row[0], f"{table} row {row[0]}: {sentence}") for row in rows]
-            )
+            raise_breaking(connection, count, [f"{table} row {row[0]}: {sentence}" for row in rows])
         connection.exec_driver_sql(
             f"ALTER TABLE {quoted} ADD CONSTRAINT {quote_identifier(name)} CHECK ({condition})"
         )

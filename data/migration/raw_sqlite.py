@@ -4,17 +4,25 @@ Classification, backups, restores, the legacy check and the journal-mode switch 
 copy the file through these functions, so every one of them opens it the same way (and an
 encrypted file, later, with its key). A plain connection sets nothing: no PRAGMA, and
 ``isolation_level=None`` so the driver sends no BEGIN of its own.
+
+An encrypted file is opened through ``sqlcipher3`` (SQLCipher, the same SQLite API) with its
+key as the first statement; the plain driver stays ``sqlite3``. ``sqlcipher3`` is imported
+only when an encrypted file is opened (it costs about 5 ms), and from then on its errors are
+part of the tuples below. Both ends of a backup use the same driver.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import sqlite3
 import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import cast
 
 # What callers catch from the driver: every error a plain connection can raise.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
@@ -22,6 +30,8 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
 IO_ERRORS: tuple[type[Exception], ...] = (OSError, *DRIVER_ERRORS)
 # The driver's "this file is not a database / is damaged" family, within DRIVER_ERRORS.
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
+# "The database is locked" and the like, within DATABASE_ERRORS.
+OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
 Connection = sqlite3.Connection
 
@@ -32,16 +42,110 @@ _WRITE_VERSION_OFFSET = 18
 _WAL_FORMAT = 2
 
 
-def connect(path: Path | str, *, timeout: float = 30.0, read_only: bool = False) -> Connection:
+def connect(
+    path: Path | str,
+    *,
+    timeout: float = 30.0,
+    read_only: bool = False,
+    key: str | None = None,
+    cipher: bool = False,
+) -> Connection:
     """A plain connection to ``path``; read-only ones never create or change the file.
 
     A read-write open lets SQLite recover a hot journal left by a crash; nothing else is
     written until the caller writes. ``timeout`` is how long a statement waits for a lock.
+    ``key`` (``x'<hex>'``, see ``data.db.keys``) opens an encrypted file; nothing checks it
+    until the first read, which fails with "file is not a database" (``is_not_a_database``)
+    when it is wrong. ``cipher`` opens a plain file through SQLCipher's SQLite too: two SQLite
+    libraries must never hold the same file open in one process at once (closing one's file
+    handle drops the other's POSIX locks), so a conversion opens every end with SQLCipher.
     """
+    driver: ModuleType = sqlite3 if key is None and not cipher else cipher_driver()
     if read_only:
         uri = Path(path).absolute().as_uri() + "?mode=ro"
-        return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
-    return sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        connection = driver.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+    else:
+        connection = driver.connect(str(path), timeout=timeout, isolation_level=None)
+    if key is not None:
+        try:
+            use_key(connection, key)
+        except BaseException:
+            connection.close()
+            raise
+    return cast(Connection, connection)
+
+
+_KEY_PRAGMA = re.compile(r"x'(?:[0-9a-f]{64}|[0-9a-f]{96})'")
+
+
+def use_key(connection: object, key: str) -> None:
+    """Key a fresh SQLCipher connection: silence SQLCipher's own stderr log (a wrong key is
+    reported by the data layer, for people), then ``PRAGMA key``."""
+    if not _KEY_PRAGMA.fullmatch(key):
+        raise ValueError("a raw key is x'<64 or 96 hex digits>'")
+    execute = getattr(connection, "execute")  # noqa: B009 (either driver's connection)
+    execute("PRAGMA cipher_log_level = NONE")
+    execute(f'PRAGMA key = "{key}"')
+
+
+def cipher_driver() -> ModuleType:
+    """``sqlcipher3``, imported on first use; its errors join the tuples callers catch."""
+    global DRIVER_ERRORS, IO_ERRORS, DATABASE_ERRORS, OPERATIONAL_ERRORS
+    import sqlcipher3  # type: ignore[import-untyped]  # no stubs; used through the DB-API
+
+    if sqlcipher3.Error not in DRIVER_ERRORS:
+        DRIVER_ERRORS = (*DRIVER_ERRORS, sqlcipher3.Error)
+        IO_ERRORS = (*IO_ERRORS, sqlcipher3.Error)
+        DATABASE_ERRORS = (*DATABASE_ERRORS, sqlcipher3.DatabaseError)
+        OPERATIONAL_ERRORS = (*OPERATIONAL_ERRORS, sqlcipher3.OperationalError)
+    driver: ModuleType = sqlcipher3
+    return driver
+
+
+def is_not_a_database(exc: BaseException) -> bool:
+    """SQLite's "file is not a database": a wrong key, a plain file read with a key, or no
+    database at all (SQLCipher cannot tell them apart)."""
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB" or (
+        isinstance(exc, DATABASE_ERRORS) and "file is not a database" in str(exc)
+    )
+
+
+def export(source: Path, source_key: str | None, target: Path, target_key: str | None) -> None:
+    """Copy the database ``source`` into the new file ``target`` with SQLCipher's
+    ``sqlcipher_export``, encrypting, decrypting or changing the key on the way.
+
+    ``target`` must exist and be empty (made owner-only by the caller). The export copies
+    the schema and every row but not the header's ``user_version`` (the runner's schema
+    record): that is copied by hand. The target is left in the app's journal mode (WAL).
+    """
+    driver = cipher_driver()
+    connection = driver.connect(str(source), isolation_level=None)
+    try:
+        if source_key is not None:
+            use_key(connection, source_key)
+        if target_key is not None and not _KEY_PRAGMA.fullmatch(target_key):
+            raise ValueError("a raw key is x'<64 or 96 hex digits>'")
+        user_version, schema_version = connection.execute(
+            "SELECT * FROM pragma_user_version, pragma_schema_version"
+        ).fetchone()
+        # An empty KEY leaves the attached file plain; a raw key's quotes are its own.
+        connection.execute(f'ATTACH DATABASE ? AS export KEY "{target_key or ""}"', (str(target),))
+        try:
+            connection.execute("SELECT sqlcipher_export('export')")
+            if user_version == schema_version:
+                # The runner's record that the schema was verified holds for the copy: record
+                # the copy's own schema cookie, so its next start stays on the fast path.
+                (user_version,) = connection.execute("PRAGMA export.schema_version").fetchone()
+            connection.execute(f"PRAGMA export.user_version = {int(user_version)}")
+        finally:
+            connection.execute("DETACH DATABASE export")
+    finally:
+        connection.close()
+    written = connect(target, key=target_key, cipher=True)
+    try:
+        written.execute("PRAGMA journal_mode = WAL")
+    finally:
+        written.close()
 
 
 def backup(source: Connection, target: Connection) -> None:
@@ -104,7 +208,7 @@ _BUSY_SLICE_MS = 50
 
 def is_busy(exc: BaseException) -> bool:
     """The driver gave up waiting for another connection's lock."""
-    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+    return isinstance(exc, OPERATIONAL_ERRORS) and "locked" in str(exc)
 
 
 # Opening a FIFO for reading blocks until a writer comes: never wait on one.
@@ -129,7 +233,7 @@ def read_header(path: Path | str, size: int = HEADER_SIZE) -> bytes:
 def is_access_denied(exc: BaseException) -> bool:
     """The driver could not open or write the file for lack of permission (not damage)."""
     name = getattr(exc, "sqlite_errorname", "")
-    return isinstance(exc, sqlite3.Error) and name.startswith(
+    return isinstance(exc, DRIVER_ERRORS) and name.startswith(
         ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
     )
 

@@ -299,7 +299,9 @@ def ensure_current(
                 backend.record_schema(connection)
             session.after_commit()
             log.info("created %s at revision %s", display, head)
-            return UpgradeOutcome("created", display, head, note=session.note)
+            return UpgradeOutcome(
+                "created", display, head, note=session.note, recovery_key=session.recovery_key
+            )
         script = script_directory()
         plan = plan_for(display, state, known_revision_check(script), backend.unchanged)
         if plan == "current":
@@ -337,11 +339,14 @@ def command_line_migration(
     destination: str | Literal[False] | None,
     *,
     lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+    show_recovery_key: Callable[[str], None] | None = None,
 ) -> Iterator[Connection]:
     """The connection ``env.py`` runs the ``alembic`` command in, under init_db()'s policy.
 
     ``destination`` is the revision an upgrade or downgrade goes to (``None`` for base), or
     ``False`` for commands that only read (``current``, ``check``, autogenerate).
+    ``show_recovery_key`` is given the recovery key of a database this command created
+    encrypted with a key it made (shown once; never logged).
     """
     backend = backend_for(engine)
     display = backend.display
@@ -377,3 +382,5 @@ def command_line_migration(
                 backend.record_schema(connection)
         if not read_only:
             session.after_commit()
+        if session.recovery_key is not None and show_recovery_key is not None:
+            show_recovery_key(session.recovery_key)

@@ -6,12 +6,15 @@ import os
 import stat
 from pathlib import Path
 
+from data.db import keys
 from data.db.errors import (
+    ADVICE_KEY,
     ADVICE_RESTORE,
     ADVICE_RETRY,
     UNCHANGED,
     DatabaseBusyError,
     DatabaseCorruptError,
+    DatabaseKeyError,
     DatabaseNotWritableError,
     NotADatabaseError,
 )
@@ -168,11 +171,15 @@ def _user() -> str:
         return os.environ.get("USERNAME", "unknown")
 
 
-def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
+def inspect_sqlite_file(
+    path: Path, *, quick_check: bool = True, key: keys.DatabaseKey | None = None
+) -> FileState:
     """Classify ``path`` through a plain connection that sets nothing, writing nothing.
 
     Opening read-write lets SQLite roll back a hot journal left by a crash; nothing else is
-    written. Raises NotADatabaseError or DatabaseCorruptError for a file that must not be touched.
+    written. Raises NotADatabaseError or DatabaseCorruptError for a file that must not be
+    touched, and DatabaseKeyError for an encrypted one whose key is missing or wrong (an
+    encrypted file is opened with ``key``, or else the one ``data.db.keys`` finds for it).
     """
     display = str(path)
     try:
@@ -197,20 +204,28 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
         raise DatabaseNotWritableError(
             display, f"it cannot be read ({exc.strerror})", UNCHANGED
         ) from exc
-    if len(header) < HEADER_SIZE or not header.startswith(SQLITE_MAGIC):
+    encrypted = keys.header_looks_encrypted(header, size)
+    if not encrypted and (len(header) < HEADER_SIZE or not header.startswith(SQLITE_MAGIC)):
         raise NotADatabaseError(
             display,
             "this file is not a SQLite database",
             "Check that DB_PATH names the InkLinkOS database (inklink.db); if this file is "
             "something else, move it away and start again. " + UNCHANGED,
         )
-    if not _recovery_pending(path):
+    given_key = key is not None
+    if encrypted:
+        # Refused here, before any open, when no key is to be had: nothing is written.
+        key = key or keys.key_for(path)
+    elif not _recovery_pending(path):
         # With a journal or WAL beside it, a crash mid-checkpoint may have left the file
         # shorter than its header says; SQLite recovers that when it opens the file.
+        # (An encrypted header is unreadable without the key: SQLite checks it then.)
         _check_length(display, header, size)
     waited = busy_timeout_seconds()
     try:
-        connection = raw_sqlite.connect(path, timeout=waited)
+        connection = raw_sqlite.connect(
+            path, timeout=waited, key=key.pragma() if encrypted and key else None
+        )
     except raw_sqlite.DRIVER_ERRORS as exc:
         raise DatabaseNotWritableError(
             display, f"it cannot be opened ({exc})", ADVICE_ACCESS + UNCHANGED
@@ -242,6 +257,21 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
         # runner recorded in user_version when it last committed: see record_schema_cookie().
         schema_version, recorded = connection.execute(SCHEMA_COOKIE_QUERY).fetchone()
     except raw_sqlite.DATABASE_ERRORS as exc:
+        if encrypted and raw_sqlite.is_not_a_database(exc):
+            # Checked on the first read of page 1, before anything could be written.
+            pending = None if given_key else keys.pending_key(path)
+            if pending is not None and pending != key:
+                # A key change stopped between the file and the keyring: the new key opens it.
+                state = inspect_sqlite_file(path, quick_check=quick_check, key=pending)
+                keys.promote_pending(path, pending)
+                return state
+            raise DatabaseKeyError(
+                display,
+                "the key found for it does not open it: it was encrypted with another key "
+                f"(or it is not an InkLinkOS database at all; {keys.KEY_ENV} or the keyring "
+                "gave the key)",
+                ADVICE_KEY,
+            ) from exc
         if raw_sqlite.is_busy(exc):
             raise DatabaseBusyError(
                 display,
@@ -261,6 +291,7 @@ def inspect_sqlite_file(path: Path, *, quick_check: bool = True) -> FileState:
         connection.close()
     return FileState(
         exists=True,
+        encrypted=encrypted,
         size=size,
         tables=tables,
         versions=versions,

@@ -18,6 +18,8 @@ class FileState:
     #: The schema may have changed since the runner last committed (on SQLite, the schema
     #: cookie differs from the one recorded then, or none was recorded): verify before use.
     schema_unverified: bool = False
+    #: An encrypted (SQLCipher) file, opened with its key.
+    encrypted: bool = False
 
     @property
     def user_tables(self) -> frozenset[str]:

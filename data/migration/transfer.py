@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -39,6 +39,9 @@ from data.db.outcome import CopyProgress, ProgressCallback
 from data.db.policy import busy_timeout_ms
 from data.migration import raw_sqlite
 from data.migration.guards import quote_identifier
+
+if TYPE_CHECKING:
+    from data.db.keys import DatabaseKey
 
 # Rows fetched, converted and written per step: large enough that the per-batch costs vanish,
 # small enough that memory stays flat (a few MB) whatever the table's size.
@@ -367,11 +370,15 @@ def _verify(
 # --- plain SQLite files, opened through the one raw opener ------------------------------------
 
 
-def sqlite_reader(path: Path) -> Engine:
+def sqlite_reader(path: Path, key: DatabaseKey | None = None) -> Engine:
     """An engine whose transactions read ``path`` as one consistent snapshot and cannot write
-    (``PRAGMA query_only``; a deferred ``BEGIN`` that never waits for a writer in WAL mode)."""
+    (``PRAGMA query_only``; a deferred ``BEGIN`` that never waits for a writer in WAL mode).
+
+    An encrypted file is read with its ``key`` (through SQLCipher, as every raw open of it).
+    """
+    pragma = key.pragma() if key is not None else None
     engine = create_engine(
-        "sqlite://", creator=lambda: raw_sqlite.connect(path), poolclass=NullPool
+        "sqlite://", creator=lambda: raw_sqlite.connect(path, key=pragma), poolclass=NullPool
     )
     timeout_ms = busy_timeout_ms()
 

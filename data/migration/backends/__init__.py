@@ -33,6 +33,8 @@ class Session(ABC):
 
     #: Something the app should show whatever the outcome (a side file SQLite applied).
     note: str = ""
+    #: The recovery key of a database this turn created encrypted with a key it made.
+    recovery_key: str | None = None
 
     @abstractmethod
     def read_state(self) -> FileState:

@@ -29,6 +29,7 @@ from data.db.errors import (
 )
 from data.db.file_modes import create_private_file, tighten
 from data.db.head import RECORD_COMMAND, exported_schema, recorded_history
+from data.db.keys import DatabaseKey
 from data.db.policy import create_migration_engine
 from data.migration import backends, raw_sqlite
 from data.migration.backup import backup_database, backup_folder, keep_before_recovery
@@ -115,14 +116,14 @@ def migration_transaction(
         engine.dispose()
 
 
-def use_wal(db_path: Path) -> None:
+def use_wal(db_path: Path, key: DatabaseKey | None = None) -> None:
     """Leave a file this runner wrote in the app's journal mode, so the next start is fast.
 
     The at-head fast path only opens files already in WAL mode (see fast_path.py); without
     this, the first start after ``create`` or ``alembic upgrade head`` would load Alembic.
     """
     try:
-        connection = raw_sqlite.connect(db_path, timeout=2)
+        connection = raw_sqlite.connect(db_path, timeout=2, key=key.pragma() if key else None)
         try:
             connection.execute("PRAGMA journal_mode = WAL")
         finally:
@@ -173,10 +174,13 @@ class FileSession(backends.Session):
                 f"database as it was before, with its side files, is kept in {self.kept}. "
                 "If clients or payments are missing, contact support before working on."
             )
+        # An encrypted file's key is found by the classification itself (which also
+        # finishes a key change a crash interrupted).
         return inspect_sqlite_file(self.path)
 
     def check_legacy(self, script: ScriptDirectory) -> None:
-        connection = raw_sqlite.connect(self.path)
+        key = self.backend.file_key()
+        connection = raw_sqlite.connect(self.path, key=key.pragma() if key else None)
         try:
             found = sqlite_snapshot(
                 lambda sql: connection.execute(sql).fetchall(), exclude=frozenset({VERSION_TABLE})
@@ -191,7 +195,10 @@ class FileSession(backends.Session):
         if not state.user_tables:
             return None, ""
         check_disk_space(self.backend.display, self.path, state.size)
-        return backup_database(self.path, label=label, keep=self.backend.keep_backups), ""
+        backup = backup_database(
+            self.path, label=label, keep=self.backend.keep_backups, key=self.backend.file_key()
+        )
+        return backup, ""
 
     def transaction(
         self, from_revision: str | None, *, command_line: bool = False, read_only: bool = False
@@ -209,7 +216,7 @@ class FileSession(backends.Session):
         )
 
     def after_commit(self) -> None:
-        use_wal(self.path)
+        use_wal(self.path, self.backend.file_key())
         tighten(owned_files(self.path))
 
 
@@ -226,6 +233,13 @@ class Backend(backends.Backend):
     def display(self) -> str:
         return str(self.path)
 
+    def file_key(self) -> DatabaseKey | None:
+        """The key raw connections open the file with: none for a plain SQLite file."""
+        return None
+
+    def new_session(self) -> FileSession:
+        return FileSession(self)
+
     def check_location(self) -> None:
         check_location(self.path)
 
@@ -237,7 +251,7 @@ class Backend(backends.Backend):
             # Under the lock, before anything else: whatever an older version, a deploy's
             # umask or a copy left readable by other accounts is made owner-only (and logged).
             tighten(owned_files(self.path))
-            session = FileSession(self)
+            session = self.new_session()
             try:
                 yield session
             except DataLayerError as exc:
