@@ -168,6 +168,10 @@ def _server_turn(connection: Connection, timeout: float, *, shared: bool) -> Non
     # The server's migration lock for this transaction: no seat or deploy upgrades the
     # schema while rows go in (or come out: a shared lock lets other readers share it).
     connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(timeout * 1000)}ms'")
+    # Timestamps travel as UTC moments whatever the server's TimeZone: in another zone the
+    # first moment the app holds (0001-01-01 00:00 UTC) is in the year 0, which the driver
+    # cannot read back into a datetime, and the verification would refuse a valid row.
+    connection.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
     kind = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     connection.exec_driver_sql(f"SELECT {kind}({ADVISORY_LOCK_KEY})")
 
