@@ -220,7 +220,7 @@ def run_child(code: str, env: dict[str, str], cwd: Path, *args: str) -> tuple[fl
     return wall, json.loads(result.stdout.strip().splitlines()[-1])
 
 
-# (f) Moving a studio's file to a PostgreSQL server through move_to_server(), the way
+# (g) Moving a studio's file to a PostgreSQL server through move_to_server(), the way
 # `inklink-db move-to` does it: the dry run, the runner on both sides, the verified copy.
 MOVE = """
 import json, resource, sys, time
@@ -239,7 +239,7 @@ print(json.dumps({"copy_s": outcome.seconds, "wall_s": wall, "rows": outcome.row
                   "peak_kb": peak_kb}))
 """
 
-# (f) The floor: the same rows read with plain sqlite3 and written with psycopg's COPY in one
+# (g) The floor: the same rows read with plain sqlite3 and written with psycopg's COPY in one
 # transaction (raw values, no types, no checks) into the same schema, made first by the runner.
 BARE_COPY = """
 import json, resource, sqlite3, sys, time
