@@ -493,17 +493,6 @@ class Bench:
     def _medians(samples: dict[bool, list[float]]) -> tuple[float, float]:
         return median(samples[False]), median(samples[True])
 
-
-def set_version(db: Path, revision: str, key_hex: str | None) -> None:
-    """Put a database made at head back at ``revision`` (its schema is the same here)."""
-    from data.migration import raw_sqlite
-
-    connection = raw_sqlite.connect(db, key=f"x'{key_hex}'" if key_hex else None)
-    try:
-        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
-    finally:
-        connection.close()
-
     # --- (g) moving the studio to a PostgreSQL server against a bare COPY --------------------
 
     def move(self) -> None:
@@ -586,6 +575,17 @@ def set_version(db: Path, revision: str, key_hex: str | None) -> None:
                 peak <= 1.2 * small_peak,
             )
         )
+
+
+def set_version(db: Path, revision: str, key_hex: str | None) -> None:
+    """Put a database made at head back at ``revision`` (its schema is the same here)."""
+    from data.migration import raw_sqlite
+
+    connection = raw_sqlite.connect(db, key=f"x'{key_hex}'" if key_hex else None)
+    try:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    finally:
+        connection.close()
 
 
 def table(rows: list[Row]) -> str:
