@@ -24,9 +24,11 @@ from typing import Any
 
 from bench.children import (
     APP_START,
+    BARE_COPY,
     BENCH_KEY,
     COUNTED_INIT,
     FIRST_RUN,
+    MOVE,
     ORM_QUERIES,
     QUERIES,
     RAW_REBUILD,
@@ -54,12 +56,13 @@ class Sizes:
     sessions: int
     transactions: int
     query_iterations: int
+    move_repeats: int
     studio_mb: tuple[int, ...] = (10, 100)  # studio files an added column upgrades, (c)
 
 
-FULL = Sizes((0, 50, 500), 21, 15, 5, 5, 10_000, 100_000, 1_000_000, 300)
+FULL = Sizes((0, 50, 500), 21, 15, 5, 5, 10_000, 100_000, 1_000_000, 300, 3)
 REBUILD_LABELS = {"batch": "Alembic batch_alter_table", "helper": "data.db.rebuild"}
-QUICK = Sizes((0, 50), 5, 3, 2, 1, 1_000, 5_000, 50_000, 50, (1, 4))
+QUICK = Sizes((0, 50), 5, 3, 2, 1, 1_000, 5_000, 50_000, 50, 1, (1, 4))
 # Rows per MB of studio file, measured on bench.studio.fill: 1M transactions (with 100k
 # sessions and 10k clients) make about 176 MB.
 TRANSACTIONS_PER_MB = 5_700
@@ -703,6 +706,89 @@ class Bench:
     def _medians(samples: dict[bool, list[float]]) -> tuple[float, float]:
         return median(samples[False]), median(samples[True])
 
+    # --- (g) moving the studio to a PostgreSQL server against a bare COPY --------------------
+
+    def move(self) -> None:
+        say("(g) move-to a PostgreSQL server against a bare psycopg COPY of the same rows")
+        from bench.server import ServerDatabases
+
+        studio = self.studio()
+        root, _ = self.project(0)
+        small = self.work / "studio-tenth.db"
+        if not small.exists():
+            from bench.studio import fill
+
+            self.create_at_head(root, small)
+            fill(
+                small,
+                self.sizes.clients // 10,
+                self.sizes.sessions // 10,
+                self.sizes.transactions // 10,
+            )
+        total = self.sizes.clients + self.sizes.sessions + self.sizes.transactions
+        servers = ServerDatabases(f"inklink_bench_{os.getpid()}")
+        moved: list[dict[str, Any]] = []
+        bare: list[dict[str, Any]] = []
+        sizes: list[int] = []
+        try:
+            for repeat in range(self.sizes.move_repeats):
+                for side in ("move", "bare") if repeat % 2 == 0 else ("bare", "move"):
+                    source = self.work / f"move-{side}.db"
+                    shutil.copyfile(studio, source)
+                    url = servers.create()
+                    env = child_env(root, source)
+                    if side == "move":
+                        _, answer = run_child(MOVE, env, root, str(source), url)
+                        moved.append(answer)
+                        sizes.append(servers.size(url))
+                    else:
+                        _, answer = run_child(BARE_COPY, env, root, str(source), url)
+                        bare.append(answer)
+                    servers.drop(url)
+                    for leftover in self.work.glob(f"move-{side}.db*"):
+                        leftover.unlink()
+                    shutil.rmtree(self.work / "backups", ignore_errors=True)
+            url = servers.create()
+            tenth = self.work / "move-tenth.db"
+            shutil.copyfile(small, tenth)
+            _, small_answer = run_child(MOVE, child_env(root, tenth), root, str(tenth), url)
+            servers.drop(url)
+        finally:
+            servers.close()
+        move_s = median([answer["copy_s"] for answer in moved])
+        bare_s = median([answer["copy_s"] for answer in bare])
+        wall_s = median([answer["wall_s"] for answer in moved])
+        ratio = move_s / bare_s
+        peak = max(answer["peak_kb"] for answer in moved) / 1024
+        small_peak = small_answer["peak_kb"] / 1024
+        self.samples["g"] = {"move": moved, "bare": bare, "tenth": small_answer, "pg_bytes": sizes}
+        case = f"{self.sizes.clients:,}/{self.sizes.sessions:,}/{self.sizes.transactions:,}"
+        self.rows.append(
+            Row(
+                "g",
+                "move-to PostgreSQL (verified copy)",
+                case,
+                f"{ratio:.2f}x bare COPY",
+                f"{total / move_s:,.0f} rows/s ({move_s:.1f} s) vs bare {total / bare_s:,.0f} "
+                f"rows/s ({bare_s:.1f} s); whole command {wall_s:.1f} s; file "
+                f"{studio.stat().st_size / 2**20:.0f} MiB, server "
+                f"{median([float(s) for s in sizes]) / 2**20:.0f} MiB",
+                "<= 1.5x bare COPY",
+                ratio <= 1.5,
+            )
+        )
+        self.rows.append(
+            Row(
+                "g",
+                "move-to memory, flat in rows",
+                f"{total:,} vs {total // 10:,} rows",
+                f"peak {peak:.0f} MiB vs {small_peak:.0f} MiB",
+                "peak resident memory of the moving process (imports included)",
+                "flat (<= 1.2x for 10x the rows)",
+                peak <= 1.2 * small_peak,
+            )
+        )
+
 
 def set_version(db: Path, revision: str, key_hex: str | None) -> None:
     """Put a database made at head back at ``revision`` (its schema is the same here)."""
@@ -739,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     parser.add_argument(
-        "--only", default="abcdef", help="sections to run, e.g. 'ad' (default: abcdef)"
+        "--only", default="abcdefg", help="sections to run, e.g. 'ad' (default: abcdefg)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument(
@@ -767,6 +853,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.queries()
         if "f" in args.only:
             bench.encrypted_side_by_side()
+        if "g" in args.only:
+            bench.move()
     finally:
         if args.keep:
             say(f"scratch kept in {work}")

@@ -266,3 +266,61 @@ def run_child(code: str, env: dict[str, str], cwd: Path, *args: str) -> tuple[fl
     if result.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{result.stdout}\n{result.stderr}")
     return wall, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# (g) Moving a studio's file to a PostgreSQL server through move_to_server(), the way
+# `inklink-db move-to` does it: the dry run, the runner on both sides, the verified copy.
+MOVE = """
+import json, resource, sys, time
+from pathlib import Path
+from sqlalchemy.engine import make_url
+from data.db.move import move_to_server
+started = time.perf_counter()
+outcome = move_to_server(Path(sys.argv[1]), make_url(sys.argv[2]))
+wall = time.perf_counter() - started
+# VmHWM: this program's own peak (ru_maxrss keeps the parent's from before the exec).
+peak_kb = next(
+    (int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+)
+print(json.dumps({"copy_s": outcome.seconds, "wall_s": wall, "rows": outcome.rows,
+                  "peak_kb": peak_kb}))
+"""
+
+# (g) The floor: the same rows read with plain sqlite3 and written with psycopg's COPY in one
+# transaction (raw values, no types, no checks) into the same schema, made first by the runner.
+BARE_COPY = """
+import json, resource, sqlite3, sys, time
+import psycopg
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from data.db.runner import ensure_current
+from data.migration.transfer import studio_tables
+url = make_url(sys.argv[2])
+engine = create_engine(url, poolclass=NullPool)
+ensure_current(engine)
+engine.dispose()
+conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+lite = sqlite3.connect(sys.argv[1])
+rows = {}
+started = time.perf_counter()
+with psycopg.connect(conninfo) as pg:
+    with pg.cursor() as cursor:
+        for table in studio_tables():
+            columns = ", ".join('"' + column.name + '"' for column in table.columns)
+            count = 0
+            with cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+                for row in lite.execute(f'SELECT {columns} FROM "{table.name}"'):
+                    copy.write_row(row)
+                    count += 1
+            rows[table.name] = count
+    pg.commit()
+elapsed = time.perf_counter() - started
+# VmHWM: this program's own peak (ru_maxrss keeps the parent's from before the exec).
+peak_kb = next(
+    (int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+)
+print(json.dumps({"copy_s": elapsed, "rows": rows, "peak_kb": peak_kb}))
+"""

@@ -223,7 +223,7 @@ def test_encrypt_refuses_a_damaged_file_and_leaves_it_as_it_was(db_path: Path) -
     corrupted_pages(db_path)
     digest = sha256(db_path)
     result = data_db("encrypt", db_path=db_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # refused (inklink-db exit codes)
     assert str(db_path) in result.stderr
     assert sha256(db_path) == digest
     assert sorted(p.name for p in db_path.parent.iterdir() if "encrypting" in p.name) == []
@@ -296,7 +296,7 @@ def test_the_recovery_key_opens_the_database_when_the_keyring_entry_is_gone(
     own_keyring.unlink()
     assert start_app(db_path)["error"] == "DatabaseKeyError"
     wrong = data_db("unlock", db_path=db_path, stdin=keys.new_key().recovery_key() + "\n")
-    assert wrong.returncode == 1 and "does not open it" in wrong.stderr
+    assert wrong.returncode == 2 and "does not open it" in wrong.stderr
     digest = sha256(db_path)
     result = data_db("unlock", db_path=db_path, stdin=recovery.lower() + "\n")
     assert result.returncode == 0, result.stderr
@@ -508,5 +508,5 @@ def test_the_status_command_explains_a_missing_key(db_path: Path, own_keyring: P
     encrypt(db_path)
     own_keyring.unlink()
     result = data_db(db_path=db_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # refused: the key is missing
     assert "Traceback" not in result.stderr and "recovery key" in result.stderr

@@ -98,6 +98,77 @@ class RevisionProgress:
         return f"RevisionProgress({self.number}/{self.total} {self.revision}: {self.description})"
 
 
+class CopyProgress(RevisionProgress):
+    """A step of a copy between databases (``move-to``, ``export``), in the shape of a
+    revision's step, so one splash-screen callback serves init_db() and a copy alike:
+    ``number`` rows copied of ``total`` (all tables), ``description`` says which table.
+    ``table``, ``table_rows`` and ``table_total`` are the same for the current table
+    (``table_number`` of ``tables``), for a bar per table. ``revision`` is the head both
+    databases are at.
+    """
+
+    __slots__ = ("table", "table_number", "table_rows", "table_total", "tables")
+
+    def __init__(
+        self,
+        revision: str,
+        table: str,
+        table_rows: int,
+        table_total: int,
+        table_number: int,
+        tables: int,
+        number: int,
+        total: int,
+    ) -> None:
+        description = f"copying {table}: {table_rows:,} of {table_total:,} rows"
+        super().__init__(revision, description, number, total)
+        self.table = table
+        self.table_rows = table_rows
+        self.table_total = table_total
+        self.table_number = table_number
+        self.tables = tables
+
+    def __repr__(self) -> str:
+        return f"CopyProgress({self.number}/{self.total}: {self.description})"
+
+
+class CopyOutcome:
+    """What a verified copy did: ``rows`` per table, both databases at ``revision``.
+
+    ``backup_path`` is the source's backup when it was upgraded first; ``seconds`` the time
+    the copy transaction took (reading, writing and verifying).
+    """
+
+    __slots__ = ("backup_path", "revision", "rows", "seconds", "source", "target")
+
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        revision: str,
+        rows: dict[str, int],
+        seconds: float,
+        backup_path: Path | None = None,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.revision = revision
+        self.rows = rows
+        self.seconds = seconds
+        self.backup_path = backup_path
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{table} {count:,}" for table, count in self.rows.items())
+        rate = sum(self.rows.values()) / self.seconds if self.seconds > 0 else 0.0
+        text = (
+            f"copied {self.source} to {self.target} at revision {self.revision}: {counts} "
+            f"rows in {self.seconds:.1f} s ({rate:,.0f} rows/s), verified before commit"
+        )
+        if self.backup_path is not None:
+            text += f" (source backed up to {self.backup_path} before its upgrade)"
+        return text
+
+
 ProgressCallback = Callable[[RevisionProgress], None]
 
 

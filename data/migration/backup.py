@@ -141,6 +141,12 @@ def last_good_backup(db_path: Path, key: keys.DatabaseKey | None = None) -> Path
     return None
 
 
+def recorded_backups(db_path: Path) -> list[dict[str, Any]]:
+    """The record's entries for ``list_backups(db_path)``, newest first: ``file``, ``made_at``
+    (UTC), ``revision``, ``size`` and whatever else was recorded."""
+    return _recorded(db_path, BACKUP)
+
+
 # --- the fingerprint -------------------------------------------------------------------------
 
 
