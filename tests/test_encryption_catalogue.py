@@ -19,6 +19,7 @@ import pytest
 from data.db.head import read_history, recorded_history
 from data.db.revision_lint import parse_revision
 from tests.conftest import PROJECT_ROOT, run_alembic
+from tests.file_kind import is_encrypted
 from tests.test_data_preservation import (
     _SCRIPT,
     MIGRATIONS,
@@ -33,7 +34,6 @@ from tests.test_data_preservation import (
 from tests.test_revision_manifest import run_in, scratch_project
 from tests.test_schema_change_catalogue import CHANGES, edit_models, write_by_hand
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 EXAMPLES = [c for c in CHANGES if c.id in ("add-nullable-column", "rename-column")]
 
 
@@ -55,7 +55,7 @@ def test_schema_change_on_an_encrypted_studio(
     expected = seed(db)
     encrypted = run_in(root, "-m", "data.db", "encrypt", db_path=db)
     assert encrypted.returncode == 0, encrypted.stderr
-    assert db.read_bytes()[:16] != SQLITE_MAGIC
+    assert is_encrypted(db)
 
     def alembic(*args: str) -> subprocess.CompletedProcess[str]:
         return run_alembic(*args, db_path=db, cwd=root, PYTHONPATH=str(root))
@@ -64,7 +64,7 @@ def test_schema_change_on_an_encrypted_studio(
         plain = tmp_path / f"plain-{len(list(tmp_path.glob('plain-*')))}.db"
         made = run_in(root, "-m", "data.db", "decrypt", "--output", str(plain), db_path=db)
         assert made.returncode == 0, made.stderr
-        assert db.read_bytes()[:16] != SQLITE_MAGIC
+        assert is_encrypted(db)
         assert_kept(expected, read(plain), when, {})
         with studio_file(plain) as connection:
             assert callable(probe)
@@ -126,7 +126,7 @@ def test_each_revision_keeps_an_encrypted_studio_s_data(
 
     def alembic(*args: str) -> None:
         run_alembic(*args, db_path=db_path)
-        assert db_path.read_bytes()[:16] != SQLITE_MAGIC
+        assert is_encrypted(db_path)
 
     migrate(MIGRATIONS, db_path, before or step.revision)
     expected = seed(db_path)
