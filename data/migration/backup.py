@@ -277,9 +277,12 @@ def backup_database(
     When the file is unchanged since the newest recorded backup (same fingerprint), that
     backup is returned and nothing is copied or rotated: a start that fails the same way
     every time never pushes older history out. ``label`` is the revision the file is at.
-    An encrypted database (its ``key`` given) is copied encrypted, under the same key.
-    Callers hold the migration lock (the runner does), so the record has one writer.
+    An encrypted database is copied encrypted, under the same key (``key``, else the one
+    ``data.db.keys`` finds for it, as ``restore_backup`` does for a backup). Callers hold
+    the migration lock (the runner does), so the record has one writer.
     """
+    if key is None and keys.looks_encrypted(db_path):
+        key = keys.key_for(db_path)  # else SQLite says "not a database": no backup at all
     folder = backup_folder(db_path)
     target = folder / f"{db_path.stem}-{_stamp()}-{label or 'none'}.db"
     fingerprint = source_fingerprint(db_path)  # before the copy: the copy holds at least this
