@@ -85,6 +85,7 @@ def encrypt(db_path: Path, **extra: str) -> str:
     """``python -m data.db encrypt``, unattended; returns the recovery key it showed."""
     result = data_db("encrypt", db_path=db_path, **extra)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "Backed up, encrypted with the new key and verified: " in result.stdout, result.stdout
     found = RECOVERY.findall(result.stdout)
     assert len(found) == 2, result.stdout
     return "-".join(found)
@@ -181,9 +182,13 @@ def test_encrypt_converts_a_studio_without_losing_a_row_and_leaves_nothing_reada
     assert is_encrypted(db_path)
     assert readable_anywhere(db_path.parent) == []
     assert set(old_blocks.read_bytes()) == {0}, "the plain file's blocks were not zeroed"
-    assert list_backups(db_path) == []
+    # The plain backup is gone; the one left was made right after, encrypted under the
+    # database's key and identity, and holds every row.
+    (backup,) = list_backups(db_path)
+    assert backup.read_bytes()[:16] == db_path.read_bytes()[:16]
     key = keys.parse_recovery_key(recovery)
     assert key is not None
+    assert studio_invariants(backup, key=key.hex()) == before
     assert keyring_entries(own_keyring) == {
         f"InkLinkOS/database {db_path.read_bytes()[:16].hex()}": key.hex()
     }
@@ -317,14 +322,9 @@ def test_rekey_gives_a_new_key_to_the_database_and_its_backups(
     plain_studio(db_path)
     old = keys.parse_recovery_key(encrypt(db_path))
     assert old is not None
-    from data.migration.backup import backup_database, list_backups, restore_backup
+    from data.migration.backup import list_backups, restore_backup
 
-    os.environ["INKLINK_DB_KEY"] = old.hex()
-    try:
-        backup_database(db_path, label="before-rekey", key=old)
-    finally:
-        del os.environ["INKLINK_DB_KEY"]
-    (backup,) = list_backups(db_path)
+    (backup,) = list_backups(db_path)  # the one encrypt made
     assert backup.read_bytes()[:16] == db_path.read_bytes()[:16]  # the database's identity
 
     result = data_db("rekey", db_path=db_path)
@@ -334,6 +334,13 @@ def test_rekey_gives_a_new_key_to_the_database_and_its_backups(
     assert list(keyring_entries(own_keyring).values()) == [new.hex()]
     assert query(db_path, "SELECT count(*) FROM clients", key=new.hex()) == [(20,)]
     assert query(backup, "SELECT count(*) FROM clients", key=new.hex()) == [(20,)]
+    # And one more, made after the change under the new key, as the command says.
+    after_rekey, older = list_backups(db_path)
+    assert older == backup
+    assert f"verified: {after_rekey}\n" in result.stdout
+    assert studio_invariants(after_rekey, key=new.hex()) == studio_invariants(
+        db_path, key=new.hex()
+    )
     digest = sha256(db_path)
     stale = start_app_with_key(db_path, old.hex())
     assert stale["error"] == "DatabaseKeyError"
@@ -343,6 +350,23 @@ def test_rekey_gives_a_new_key_to_the_database_and_its_backups(
     assert replaced.exists()
     assert query(db_path, "SELECT count(*) FROM transactions", key=new.hex()) == [(100,)]
     assert start_app(db_path)["action"] == "current"
+
+
+def test_encrypt_that_cannot_back_up_afterwards_still_succeeds_and_says_so(
+    db_path: Path,
+) -> None:
+    """The backup comes after the file is encrypted and its key kept: failing it must not
+    fail the command (its recovery key would go unseen), only be reported."""
+    plain_studio(db_path)
+    before = studio_invariants(db_path)
+    (db_path.parent / "backups").write_text("a file where the backups folder goes")
+    result = data_db("encrypt", db_path=db_path)
+    assert result.returncode == 0, result.stderr
+    key = keys.parse_recovery_key("-".join(RECOVERY.findall(result.stdout)))
+    assert key is not None
+    assert "No verified backup could be made after it" in result.stdout
+    assert "Back the database up before its next change." in result.stdout
+    assert studio_invariants(db_path, key=key.hex()) == before
 
 
 def start_app_with_key(db_path: Path, key_hex: str) -> dict[str, object]:
