@@ -18,6 +18,16 @@ from data.db.keys import KEY_ENV
 from data.migration.raw_sqlite import SQLITE_MAGIC, use_key
 
 
+def _integrity_errors() -> tuple[type[Exception], ...]:
+    import sqlcipher3  # type: ignore[import-untyped]
+
+    return (sqlite3.IntegrityError, sqlcipher3.IntegrityError)
+
+
+# A constraint refused a row, through either driver (SQLCipher's errors are its own classes).
+INTEGRITY_ERRORS = _integrity_errors()
+
+
 def studio_key() -> str | None:
     """The key of this test's encrypted files (64 hex digits), or None for plain files."""
     return os.environ.get(KEY_ENV, "").strip() or None
