@@ -12,17 +12,17 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from data.db import keys
 from tests.app_start import start_app
-from tests.conftest import PROJECT_ROOT, run_alembic, sha256, subprocess_env
+from tests.conftest import PROJECT_ROOT, run_alembic, run_python, sha256
 from tests.file_kind import is_encrypted
 from tests.scratch import query
 from tests.studio_data import seed_baseline_rows, studio_invariants
+from tests.test_revision_manifest import run_in
 from tests.test_safety_refusals import corrupted_pages
 
 RECOVERY = re.compile(r"^    ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){6})$", re.MULTILINE)
@@ -45,15 +45,8 @@ def keyring_entries(path: Path) -> dict[str, str]:
 def data_db(
     *args: str, db_path: Path, stdin: str = "", **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "data.db", *args],
-        env=subprocess_env(db_path, **extra),
-        cwd=PROJECT_ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """``python -m data.db <args>``, as a deploy script or a support call runs it."""
+    return run_in(PROJECT_ROOT, "-m", "data.db", *args, db_path=db_path, stdin=stdin, **extra)
 
 
 def plain_studio(db_path: Path) -> Path:
@@ -137,15 +130,7 @@ def test_init_db_hands_the_recovery_key_of_a_database_it_created_to_the_app_once
         "o = init_db(); print(o.recovery_key); print(repr(o)); print(o.describe())\n"
         "print(init_db().recovery_key)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=subprocess_env(db_path),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    result = run_python(code, db_path)
     recovery, shown, described, second = result.stdout.splitlines()
     key = keys.parse_recovery_key(recovery)
     assert key is not None
