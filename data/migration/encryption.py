@@ -315,14 +315,18 @@ def _classified(db_path: Path, *, must_exist: str) -> FileState:
     return state
 
 
-def _verified_backup(db_path: Path, key: keys.DatabaseKey, state: FileState) -> KeyChange:
+def _verified_backup(
+    db_path: Path, key: keys.DatabaseKey, state: FileState
+) -> tuple[Path | None, str]:
     """A backup of the database just encrypted or rekeyed, through ``backup_database`` (under
     its key, recorded, rotated), compared with the database like the converted copy was.
 
-    ``encrypt`` removes the plain backups and ``rekey`` makes the file's old key useless, so
-    without this there would be no usable backup until the next upgrade. A failure does not
-    undo the change (the database is sound and its key kept): the note says so. Returned as
-    a partial KeyChange (``backup`` and ``note``); callers hold the migration lock.
+    ``encrypt`` removes every plain backup, and ``rekey`` rewrites every page (and changes
+    the older backups' keys in place, which may fail for some): without this there would be
+    no backup known to restore the database as it is now until the next upgrade. A failure
+    does not undo the change (the database is sound and its key kept): it is returned as a
+    note for the command to show (naming a copy that did not match). Returns (the backup,
+    "") or (None, the note); callers hold the migration lock.
     """
     display = str(db_path)
     label = state.versions[0] if len(state.versions) == 1 else "none"
@@ -342,13 +346,11 @@ def _verified_backup(db_path: Path, key: keys.DatabaseKey, state: FileState) -> 
             raise
         log.warning("%s: no verified backup after the key change (%s)", display, exc)
         where = f" ({made} does not match it)" if made is not None else ""
-        return KeyChange(
-            db_path,
-            "",
-            note=f"No verified backup could be made after it{where}: {exc}. Back the "
-            "database up before its next change.",
+        return None, (
+            f"No verified backup could be made after it{where}: {exc}. Back the database "
+            "up before its next change."
         )
-    return KeyChange(db_path, "", backup=made)
+    return made, ""
 
 
 def encrypt_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> KeyChange:
@@ -391,7 +393,7 @@ def encrypt_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECOND
         removed = [side for side in (wal, journal) if shred(side)]
         shm.unlink(missing_ok=True)  # an index, no rows
         removed += remove_plain_copies(db_path)
-        backup = _verified_backup(db_path, key, state)
+        backup, note = _verified_backup(db_path, key, state)
     log.info("encrypted %s (%d tables verified)", db_path, len(counts))
     return KeyChange(
         db_path,
@@ -400,8 +402,8 @@ def encrypt_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECOND
         key_kept_in="environment" if given else "keyring",
         removed=removed,
         verified=counts,
-        backup=backup.backup,
-        note=backup.note,
+        backup=backup,
+        note=note,
     )
 
 
@@ -465,10 +467,9 @@ def rekey_database(
             keys.store_in_keyring(display, salt, new)
             keys.forget_in_keyring(salt, pending=True)
         keys.remember(db_path, salt, new)
-        notes = [_rekey_backups(db_path, old, new)]
-        backup = _verified_backup(db_path, new, state)
-        change.backup = backup.backup
-        change.note = " ".join(note for note in (*notes, backup.note) if note)
+        kept_old_key = _rekey_backups(db_path, old, new)
+        change.backup, note = _verified_backup(db_path, new, state)
+        change.note = " ".join(text for text in (kept_old_key, note) if text)
     log.info("changed the key of %s", db_path)
     return change
 
