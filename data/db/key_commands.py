@@ -52,6 +52,8 @@ def _report(db_path: Path, change: KeyChange) -> None:
         print(f"Verified before replacing it: {len(change.verified)} tables, {rows} rows.")
     for removed in change.removed:
         print(f"Removed (zeroed first), no longer needed unencrypted: {removed}")
+    if change.backup is not None:
+        print(f"Backed up, encrypted with the new key and verified: {change.backup}")
     if change.note:
         print(change.note)
     if change.key_kept_in == "environment":

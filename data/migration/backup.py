@@ -17,6 +17,7 @@ import os
 import time
 from glob import escape as glob_escape
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 from data.db import keys
@@ -308,16 +309,25 @@ def _rotate(db_path: Path, keep: int, made: Path) -> None:
 
 
 def backup_database(
-    db_path: Path, *, label: str, keep: int = KEEP_BACKUPS, key: keys.DatabaseKey | None = None
+    db_path: Path,
+    *,
+    label: str,
+    keep: int = KEEP_BACKUPS,
+    key: keys.DatabaseKey | EllipsisType | None = ...,
 ) -> Path:
     """Copy ``db_path`` into the backup folder, record it, keep only the newest ``keep``.
 
     When the file is unchanged since the newest recorded backup (same fingerprint), that
     backup is returned and nothing is copied or rotated: a start that fails the same way
     every time never pushes older history out. ``label`` is the revision the file is at.
-    An encrypted database (its ``key`` given) is copied encrypted, under the same key.
-    Callers hold the migration lock (the runner does), so the record has one writer.
+    An encrypted database is copied encrypted, under the same key and salt. ``key`` is its
+    key, or None for a plain file; not given, it is found as ``restore_backup`` finds a
+    backup's (which opens the file to read its header: a caller that keeps connections to
+    it, like the runner, passes ``key``). Callers hold the migration lock (the runner
+    does), so the record has one writer.
     """
+    if key is ...:
+        key = keys.key_for(db_path) if keys.looks_encrypted(db_path) else None
     folder = backup_folder(db_path)
     target = folder / f"{db_path.stem}-{_stamp()}-{label or 'none'}.db"
     fingerprint = source_fingerprint(db_path)  # before the copy: the copy holds at least this

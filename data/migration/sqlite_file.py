@@ -224,14 +224,16 @@ def inspect_sqlite_file(
             display, f"it cannot be read ({exc.strerror})", UNCHANGED
         ) from exc
     encrypted = keys.header_looks_encrypted(header, size)
-    if not encrypted and (len(header) < HEADER_SIZE or not header.startswith(SQLITE_MAGIC)):
-        raise NotADatabaseError(
-            display,
-            "this file is not a SQLite database",
-            "Check that DB_PATH names the InkLinkOS database (inklink.db); if this file is "
-            "something else, move it away and start again. " + UNCHANGED,
-        )
     given_key = key is not None
+    # Not plain SQLite and not whole pages: no file SQLCipher wrote as it is, but one of its
+    # files cut short (a copy that stopped, a full disk) still opens with its key, and must
+    # be called damaged (restore a backup), never "not a database, move it away".
+    cut_short = False
+    if not encrypted and (len(header) < HEADER_SIZE or not header.startswith(SQLITE_MAGIC)):
+        key = key or _key_if_any(path)
+        if key is None or header.startswith(SQLITE_MAGIC):
+            raise _not_a_database(display)
+        encrypted = cut_short = True
     if encrypted:
         # Refused here, before any open, when no key is to be had: nothing is written.
         key = key or keys.key_for(path)
@@ -250,6 +252,19 @@ def inspect_sqlite_file(
             display, f"it cannot be opened ({exc})", ADVICE_ACCESS + UNCHANGED
         ) from exc
     try:
+        if cut_short:
+            try:
+                connection.execute("PRAGMA schema_version").fetchone()
+            except raw_sqlite.DATABASE_ERRORS as exc:
+                # "Not a database": the key does not open page 1 either (handled below).
+                # Anything else: page 1 opened (it is ours) and SQLite saw the damage.
+                if raw_sqlite.is_not_a_database(exc) or raw_sqlite.is_busy(exc):
+                    raise
+            raise DatabaseCorruptError(
+                display,
+                f"the file is truncated ({size} bytes, not a whole number of pages)",
+                ADVICE_RESTORE + " " + UNCHANGED,
+            )
         # The whole file, or only the schema table the classification reads: an upgrade
         # checks what it touched before it commits, and the whole file is checked after
         # start (runner.check_whole_database), off the upgrade's critical path.
@@ -275,6 +290,8 @@ def inspect_sqlite_file(
         # runner recorded in user_version when it last committed: see record_schema_cookie().
         schema_version, recorded = connection.execute(SCHEMA_COOKIE_QUERY).fetchone()
     except raw_sqlite.DATABASE_ERRORS as exc:
+        if cut_short and raw_sqlite.is_not_a_database(exc):
+            raise _not_a_database(display) from exc  # the key does not open it either
         if encrypted and raw_sqlite.is_not_a_database(exc):
             # Checked on the first read of page 1, before anything could be written.
             pending = None if given_key else keys.pending_key(path)
@@ -375,6 +392,23 @@ def refuse_damaged(path: Path, key: keys.DatabaseKey | None = None) -> None:
             "the file is damaged (SQLite integrity check: " + "; ".join(problems[:3]) + ")",
             ADVICE_RESTORE + " " + UNCHANGED,
         )
+
+
+def _not_a_database(display: str) -> NotADatabaseError:
+    return NotADatabaseError(
+        display,
+        "this file is not a SQLite database",
+        "Check that DB_PATH names the InkLinkOS database (inklink.db); if this file is "
+        "something else, move it away and start again. " + UNCHANGED,
+    )
+
+
+def _key_if_any(path: Path) -> keys.DatabaseKey | None:
+    """The key ``data.db.keys`` would give an encrypted file at ``path``, or None."""
+    try:
+        return keys.key_for(path)
+    except DatabaseKeyError:
+        return None
 
 
 def _recovery_pending(path: Path) -> bool:
