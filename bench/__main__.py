@@ -2,14 +2,15 @@
 
 Every measurement runs in fresh interpreters on scratch copies under a temporary folder
 (never dev.db); results are medians over repeated runs, and ratios are taken in the same run.
-``--quick`` is a smoke run with small sizes; ``--full`` adds a 1 GB studio to (h);
-``--json PATH`` also writes every sample.
+``--quick`` is a smoke run with small sizes (CI runs it; it exits 0 whatever the figures);
+``--full`` adds a 1 GB studio to (c) and (h); ``--json PATH`` also writes every sample.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sqlite3
@@ -17,22 +18,31 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bench.children import (
     APP_START,
+    BARE_COPY,
     BENCH_KEY,
     COUNTED_INIT,
     FIRST_RUN,
+    MOVE,
     ORM_QUERIES,
     QUERIES,
     RAW_REBUILD,
+    START_CPU,
+    START_CPU_FLOOR,
     child_env,
     run_child,
 )
-from bench.scratch import add_rebuild_revision, copy_project, scratch_project
+from bench.scratch import (
+    add_column_revision,
+    add_rebuild_revision,
+    copy_project,
+    scratch_project,
+)
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,17 @@ class Sizes:
     sessions: int
     transactions: int
     query_iterations: int
+    move_repeats: int
+    studio_mb: tuple[int, ...] = (10, 100)  # studio files an added column upgrades, (c)
 
 
-FULL = Sizes((0, 50, 500), 21, 15, 5, 5, 10_000, 100_000, 1_000_000, 300)
+FULL = Sizes((0, 50, 500), 21, 15, 5, 5, 10_000, 100_000, 1_000_000, 300, 3)
 REBUILD_LABELS = {"batch": "Alembic batch_alter_table", "helper": "data.db.rebuild"}
-QUICK = Sizes((0, 50), 5, 3, 2, 1, 1_000, 5_000, 50_000, 50)
+QUICK = Sizes((0, 50), 5, 3, 2, 1, 1_000, 5_000, 50_000, 50, 1, (1, 4))
+# Rows per MB of studio file, measured on bench.studio.fill: 1M transactions (with 100k
+# sessions and 10k clients) make about 176 MB.
+TRANSACTIONS_PER_MB = 5_700
+STEPS = ("lock", "classification", "backup", "migrate", "checks", "verify", "commit")
 
 
 @dataclass
@@ -66,6 +82,39 @@ class Row:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def copy_and_sync(source: Path, target: Path) -> float:
+    """``cp`` of ``source`` to ``target`` then fsync, in ms: what a backup cannot beat."""
+    started = time.perf_counter()
+    shutil.copyfile(source, target)
+    descriptor = os.open(target, os.O_RDWR)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return (time.perf_counter() - started) * 1000
+
+
+def bare_alter(db: Path, revision: str) -> float:
+    """The change itself in raw SQL: the column added and the version moved, one commit."""
+    connection = sqlite3.connect(db, isolation_level=None)
+    try:
+        started = time.perf_counter()
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ALTER TABLE clients ADD COLUMN bench_note VARCHAR(40)")
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        connection.execute("COMMIT")
+        return (time.perf_counter() - started) * 1000
+    finally:
+        connection.close()
+
+
+def shares(steps: list[dict[str, float]]) -> str:
+    """Each step's share of the whole, from the median of each step."""
+    medians = {step: median([s.get(step, 0.0) for s in steps]) for step in STEPS}
+    total = sum(medians.values()) or 1.0
+    return ", ".join(f"{step} {100 * ms / total:.0f}%" for step, ms in medians.items())
 
 
 def say(text: str) -> None:
@@ -145,6 +194,7 @@ class Bench:
                     in_process < 5 and not alembic[extra],
                 )
             )
+        self.start_cpu(setups[self.sizes.histories[0]])
         spread = max(added_by_history.values()) - min(added_by_history.values())
         self.rows.append(
             Row(
@@ -155,6 +205,36 @@ class Bench:
                 "max - min of the in-process medians",
                 "flat (< 1 ms spread)",
                 spread < 1,
+            )
+        )
+
+    def start_cpu(self, setup: tuple[Path, dict[str, str], str]) -> None:
+        """CPU of importing data.db.session + init_db() at head beyond the ORM's own import."""
+        root, env, case = setup
+        floor: list[float] = []
+        full: list[float] = []
+        for repeat in range(self.sizes.start_repeats):
+            for side in ("floor", "full") if repeat % 2 == 0 else ("full", "floor"):
+                if side == "floor":
+                    _, answer = run_child(START_CPU_FLOOR, env, root, env["DB_PATH"])
+                    floor.append(answer["cpu_ms"])
+                else:
+                    _, answer = run_child(START_CPU, env, root)
+                    if answer["action"] != "current":
+                        raise RuntimeError(f"expected the fast path, got {answer}")
+                    full.append(answer["cpu_ms"])
+        added = median(full) - median(floor)
+        self.samples["a/start-cpu"] = {"floor": floor, "full": full}
+        self.rows.append(
+            Row(
+                "a",
+                "CPU: import data.db.session + init_db() at head",
+                case,
+                f"+{added:.1f} ms CPU",
+                f"{median(full):.0f} ms vs {median(floor):.0f} ms for import sqlalchemy.orm + a "
+                "sqlite3 connection reading the version",
+                "<= 30 ms added",
+                added <= 30,
             )
         )
 
@@ -251,6 +331,115 @@ class Bench:
                 )
             )
 
+    def sized_studio(self, megabytes: int) -> Path:
+        """A studio at head of about ``megabytes`` MB, in WAL mode as the app leaves it."""
+        from bench.studio import fill
+
+        db = self.work / f"studio-{megabytes}mb.db"
+        if not db.exists():
+            transactions = megabytes * TRANSACTIONS_PER_MB
+            say(f"building a studio of about {megabytes} MB ({transactions:,} transactions)")
+            root, _ = self.project(0)
+            self.create_at_head(root, db)
+            fill(db, max(transactions // 100, 10), max(transactions // 10, 10), transactions)
+        return db
+
+    def upgrade_sizes(self) -> None:
+        """An added column through init_db() at each size, against cp+fsync and bare SQL."""
+        root = copy_project(self.work / "add-column")
+        revision = add_column_revision(root)
+        per_size: dict[int, dict[str, Any]] = {}
+        for megabytes in self.sizes.studio_mb:
+            studio = self.sized_studio(megabytes)
+            size_mb = studio.stat().st_size / 1e6
+            say(f"(c) an added column through init_db() at {size_mb:.0f} MB")
+            runs: dict[str, list[Any]] = {"init": [], "cp": [], "bare": [], "steps": [], "peak": []}
+            db = self.work / "upgrade.db"
+            for repeat in range(self.sizes.upgrade_repeats):
+                for side in ("init", "cp", "bare") if repeat % 2 == 0 else ("bare", "cp", "init"):
+                    for leftover in self.work.glob("upgrade.db*"):
+                        leftover.unlink()
+                    shutil.rmtree(self.work / "backups", ignore_errors=True)
+                    # Each side meets a settled file, as a studio's is (written long ago):
+                    # copied and flushed first. A file whose pages are still being written
+                    # back copies several times slower, and its first fsync (the upgrade's
+                    # commit) pays for writing the whole copy.
+                    copy_and_sync(studio, db)
+                    if side == "cp":
+                        runs["cp"].append(copy_and_sync(db, self.work / "upgrade.db-copy"))
+                        continue
+                    if side == "bare":
+                        runs["bare"].append(bare_alter(db, revision))
+                        continue
+                    _, answer = run_child(COUNTED_INIT, child_env(root, db), root)
+                    if answer["action"] != "upgraded":
+                        raise RuntimeError(f"expected an upgrade, got {answer}")
+                    runs["init"].append(answer["ms"])
+                    runs["steps"].append(answer["steps"])
+                    runs["peak"].append(answer["peak_mb"])
+            for leftover in self.work.glob("upgrade.db*"):
+                leftover.unlink()
+            shutil.rmtree(self.work / "backups", ignore_errors=True)
+            per_size[megabytes] = {"mb": size_mb, **runs}
+            self.samples[f"c/add-column/{megabytes}MB"] = per_size[megabytes]
+            init, cp, bare = median(runs["init"]), median(runs["cp"]), median(runs["bare"])
+            self.rows.append(
+                Row(
+                    "c",
+                    "added column through init_db()",
+                    f"{size_mb:.0f} MB",
+                    f"{init:.0f} ms",
+                    f"cp+fsync {cp:.0f} ms, bare ALTER + version {bare:.0f} ms; peak memory "
+                    f"{max(runs['peak']):.0f} MB; steps: {shares(runs['steps'])}",
+                    "(per size)",
+                    None,
+                )
+            )
+        if len(per_size) < 2:
+            return
+        sizes = sorted(per_size)
+        small, large = per_size[sizes[0]], per_size[sizes[-1]]
+        span = large["mb"] - small["mb"]
+        init_slope = (median(large["init"]) - median(small["init"])) / span
+        cp_slope = (median(large["cp"]) - median(small["cp"])) / span
+        ratio = init_slope / cp_slope if cp_slope > 0 else float("inf")
+        fixed = median(small["init"]) - init_slope * small["mb"]
+        case = f"{small['mb']:.0f} MB vs {large['mb']:.0f} MB"
+        self.rows.append(
+            Row(
+                "c",
+                "added column: per-MB cost",
+                case,
+                f"{ratio:.2f}x cp+fsync per MB",
+                f"init_db() {init_slope:.2f} ms/MB vs cp+fsync {cp_slope:.2f} ms/MB",
+                "<= 1.3x",
+                ratio <= 1.3,
+            )
+        )
+        self.rows.append(
+            Row(
+                "c",
+                "added column: fixed part",
+                case,
+                f"{fixed:.0f} ms",
+                "init_db() in process, extrapolated to an empty file",
+                "< 400 ms",
+                fixed < 400,
+            )
+        )
+        peaks = [max(per_size[mb]["peak"]) for mb in sizes]
+        self.rows.append(
+            Row(
+                "c",
+                "added column: peak memory",
+                case,
+                f"{peaks[0]:.0f} -> {peaks[-1]:.0f} MB",
+                "largest resident set of the init_db() process",
+                "flat (<= 1.2x)",
+                peaks[-1] <= 1.2 * peaks[0],
+            )
+        )
+
     # --- (d) a table rebuild through the runner against the raw SQL copy -----------------
 
     def studio(self) -> Path:
@@ -276,11 +465,14 @@ class Bench:
         runner: list[float] = []
         runner_total: list[float] = []
         raw: list[float] = []
+        raw_whole: list[float] = []
+        copies: list[float] = []
+        peaks: list[float] = []
         commits: list[int] = []
         for repeat in range(self.sizes.rebuild_repeats):
             for side in ("runner", "raw") if repeat % 2 == 0 else ("raw", "runner"):
                 db = self.work / f"rebuild-{side}.db"
-                shutil.copyfile(studio, db)
+                copy_and_sync(studio, db)  # settled, as a studio's file is (see upgrade_sizes)
                 if side == "runner":
                     env = child_env(root, db, BENCH_REBUILD_TIMING=str(timing))
                     _, answer = run_child(COUNTED_INIT, env, root)
@@ -288,10 +480,16 @@ class Bench:
                         raise RuntimeError(f"expected an upgrade, got {answer}")
                     runner.append(answer["rebuild_ms"])
                     runner_total.append(answer["ms"])
+                    peaks.append(answer["peak_mb"])
                     commits.append(answer["commits"] + answer["autocommit_writes"])
                 else:
+                    # The copy a backup would make, of the file as the runner meets it.
+                    copies.append(copy_and_sync(db, self.work / "rebuild-cp.db"))
                     _, answer = run_child(RAW_REBUILD, child_env(root, None), root, str(db))
                     raw.append(answer["rebuild_ms"])
+                    raw_whole.append(answer["whole_ms"])
+                for leftover in self.work.glob("rebuild-cp.db*"):
+                    leftover.unlink()
                 for leftover in self.work.glob(f"rebuild-{side}.db*"):
                     leftover.unlink()
                 shutil.rmtree(self.work / "backups", ignore_errors=True)
@@ -315,6 +513,22 @@ class Bench:
                 ratio <= 1.05 if how == "helper" else None,
             )
         )
+        baseline = median(raw_whole) + median(copies)
+        whole = median(runner_total) / baseline
+        self.samples[f"d/{how}"].update(raw_whole=raw_whole, copies=copies, peaks=peaks)
+        self.rows.append(
+            Row(
+                "d",
+                f"whole init_db() rebuild ({REBUILD_LABELS[how]})",
+                f"{self.sizes.transactions:,} rows",
+                f"{whole:.2f}x raw SQL + cp",
+                f"{median(runner_total):.0f} ms (lock, backup, rebuild, checks) vs raw SQL "
+                f"{median(raw_whole):.0f} ms (with commit and checkpoint) + cp+fsync "
+                f"{median(copies):.0f} ms; peak memory {max(peaks):.0f} MB",
+                "<= 1.5x" if how == "helper" else "(reference)",
+                whole <= 1.5 if how == "helper" else None,
+            )
+        )
 
     # --- (e) typical queries ----------------------------------------------------------------
 
@@ -328,6 +542,8 @@ class Bench:
         case = f"{self.sizes.clients:,}/{self.sizes.sessions:,}/{self.sizes.transactions:,}"
         for query in report:
             ratio = query["orm_us"] / query["raw_us"]
+            # Issue 13: one client's history at most 3x; the other two keep their 4x.
+            limit = 3.0 if query["name"] == "one client's history" else 4.0
             self.rows.append(
                 Row(
                     "e",
@@ -336,8 +552,8 @@ class Bench:
                     f"{ratio:.2f}x raw SQL",
                     f"ORM {query['orm_us']:.0f} us vs raw {query['raw_us']:.0f} us, "
                     f"{query['rows']} rows; index: {'yes' if query['index'] else 'NO'}",
-                    "index, <= 4x",
-                    query["index"] and ratio <= 4,
+                    f"index, <= {limit:g}x",
+                    query["index"] and ratio <= limit,
                 )
             )
 
@@ -558,6 +774,89 @@ class Bench:
     def _medians(samples: dict[bool, list[float]]) -> tuple[float, float]:
         return median(samples[False]), median(samples[True])
 
+    # --- (g) moving the studio to a PostgreSQL server against a bare COPY --------------------
+
+    def move(self) -> None:
+        say("(g) move-to a PostgreSQL server against a bare psycopg COPY of the same rows")
+        from bench.server import ServerDatabases
+
+        studio = self.studio()
+        root, _ = self.project(0)
+        small = self.work / "studio-tenth.db"
+        if not small.exists():
+            from bench.studio import fill
+
+            self.create_at_head(root, small)
+            fill(
+                small,
+                self.sizes.clients // 10,
+                self.sizes.sessions // 10,
+                self.sizes.transactions // 10,
+            )
+        total = self.sizes.clients + self.sizes.sessions + self.sizes.transactions
+        servers = ServerDatabases(f"inklink_bench_{os.getpid()}")
+        moved: list[dict[str, Any]] = []
+        bare: list[dict[str, Any]] = []
+        sizes: list[int] = []
+        try:
+            for repeat in range(self.sizes.move_repeats):
+                for side in ("move", "bare") if repeat % 2 == 0 else ("bare", "move"):
+                    source = self.work / f"move-{side}.db"
+                    shutil.copyfile(studio, source)
+                    url = servers.create()
+                    env = child_env(root, source)
+                    if side == "move":
+                        _, answer = run_child(MOVE, env, root, str(source), url)
+                        moved.append(answer)
+                        sizes.append(servers.size(url))
+                    else:
+                        _, answer = run_child(BARE_COPY, env, root, str(source), url)
+                        bare.append(answer)
+                    servers.drop(url)
+                    for leftover in self.work.glob(f"move-{side}.db*"):
+                        leftover.unlink()
+                    shutil.rmtree(self.work / "backups", ignore_errors=True)
+            url = servers.create()
+            tenth = self.work / "move-tenth.db"
+            shutil.copyfile(small, tenth)
+            _, small_answer = run_child(MOVE, child_env(root, tenth), root, str(tenth), url)
+            servers.drop(url)
+        finally:
+            servers.close()
+        move_s = median([answer["copy_s"] for answer in moved])
+        bare_s = median([answer["copy_s"] for answer in bare])
+        wall_s = median([answer["wall_s"] for answer in moved])
+        ratio = move_s / bare_s
+        peak = max(answer["peak_kb"] for answer in moved) / 1024
+        small_peak = small_answer["peak_kb"] / 1024
+        self.samples["g"] = {"move": moved, "bare": bare, "tenth": small_answer, "pg_bytes": sizes}
+        case = f"{self.sizes.clients:,}/{self.sizes.sessions:,}/{self.sizes.transactions:,}"
+        self.rows.append(
+            Row(
+                "g",
+                "move-to PostgreSQL (verified copy)",
+                case,
+                f"{ratio:.2f}x bare COPY",
+                f"{total / move_s:,.0f} rows/s ({move_s:.1f} s) vs bare {total / bare_s:,.0f} "
+                f"rows/s ({bare_s:.1f} s); whole command {wall_s:.1f} s; file "
+                f"{studio.stat().st_size / 2**20:.0f} MiB, server "
+                f"{median([float(s) for s in sizes]) / 2**20:.0f} MiB",
+                "<= 1.5x bare COPY",
+                ratio <= 1.5,
+            )
+        )
+        self.rows.append(
+            Row(
+                "g",
+                "move-to memory, flat in rows",
+                f"{total:,} vs {total // 10:,} rows",
+                f"peak {peak:.0f} MiB vs {small_peak:.0f} MiB",
+                "peak resident memory of the moving process (imports included)",
+                "flat (<= 1.2x for 10x the rows)",
+                peak <= 1.2 * small_peak,
+            )
+        )
+
 
 def set_version(db: Path, revision: str, key_hex: str | None) -> None:
     """Put a database made at head back at ``revision`` (its schema is the same here)."""
@@ -594,14 +893,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     parser.add_argument(
-        "--only", default="abcdefh", help="sections to run, e.g. 'ad' (default: abcdefh)"
-    )
-    parser.add_argument(
-        "--full", action="store_true", help="(h) also backs up a 1 GB studio (slow)"
+        "--only", default="abcdefgh", help="sections to run, e.g. 'ad' (default: abcdefgh)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="(c) also upgrades, (h) also backs up, a 1 GB studio (slow)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.full and not args.quick:
+        sizes = replace(sizes, studio_mb=(*sizes.studio_mb, 1000))
     work = Path(tempfile.mkdtemp(prefix="inklink-bench-"))
     started = time.perf_counter()
     bench = Bench(sizes, work)
@@ -612,6 +915,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.first_run()
         if "c" in args.only:
             bench.upgrades()
+            bench.upgrade_sizes()
         if "d" in args.only:
             bench.rebuild("batch")
             bench.rebuild("helper")
@@ -619,6 +923,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.queries()
         if "f" in args.only:
             bench.encrypted_side_by_side()
+        if "g" in args.only:
+            bench.move()
         if "h" in args.only:
             bench.backups(args.full)
     finally:
@@ -640,6 +946,7 @@ def main(argv: list[str] | None = None) -> int:
                     "sizes": asdict(sizes),
                     "python": platform.python_version(),
                     "sqlite": sqlite3.sqlite_version,
+                    "full": args.full,
                     "seconds": elapsed,
                     "rows": [asdict(row) for row in bench.rows],
                     "samples": bench.samples,
@@ -647,6 +954,8 @@ def main(argv: list[str] | None = None) -> int:
                 indent=2,
             )
         )
+    if args.quick:
+        return 0  # a smoke run (CI): the sizes are too small for the targets to mean anything
     return 0 if all(row.met is not False for row in bench.rows) else 1
 
 

@@ -13,8 +13,14 @@ from typing import Any
 # (a) An app start: import the models, connect, one query; with or without init_db().
 APP_START = """
 import json, sys, time
+import gc
 import data.models
 from data.db.session import engine, init_db
+# What the imports left is kept out of the collector, as an app can do after its own
+# imports (gc.freeze()): otherwise a generation-2 collection of the whole ORM lands inside
+# whatever runs next (here init_db(), 2 ms becoming 35 ms), timing the imports, not it.
+gc.collect()
+gc.freeze()
 init_ms = None
 action = None
 if {with_init}:
@@ -25,6 +31,27 @@ with engine.connect() as connection:
     connection.exec_driver_sql("SELECT count(*) FROM clients").scalar()
 alembic = any(name == "alembic" or name.startswith("alembic.") for name in sys.modules)
 print(json.dumps({{"init_ms": init_ms, "action": action, "alembic": alembic}}))
+"""
+
+# (a) CPU the start spends on the data layer: importing the session module and init_db() at
+# head, against what an ORM app pays anyway (SQLAlchemy's ORM, a sqlite3 connection reading
+# the version row). Process CPU time from the first import: interpreter start-up is alike.
+START_CPU_FLOOR = """
+import json, sys, time
+started = time.process_time()
+import sqlalchemy.orm, sqlite3
+connection = sqlite3.connect(sys.argv[1])
+connection.execute("SELECT version_num FROM alembic_version").fetchall()
+connection.close()
+print(json.dumps({"cpu_ms": (time.process_time() - started) * 1000}))
+"""
+START_CPU = """
+import json, time
+started = time.process_time()
+import sqlalchemy.orm
+from data.db.session import init_db
+action = init_db().action
+print(json.dumps({"cpu_ms": (time.process_time() - started) * 1000, "action": action}))
 """
 
 # (b) The first run on a new file. With ``preload``, the runner's own imports happen before
@@ -56,6 +83,8 @@ def connect(database, *args, **kwargs):
     connection = _connect(database, *args, **kwargs)
     if os.path.realpath(os.fspath(database)) == target:
         def trace(sql, connection=connection):
+            if sql.startswith("--"):
+                return  # a statement nested in another (a table-valued PRAGMA's): not its own
             counts["statements"] += 1
             words = sql.split(None, 1)
             first = words[0].upper() if words else ""
@@ -67,6 +96,16 @@ def connect(database, *args, **kwargs):
     return connection
 
 sqlite3.connect = sqlite3.dbapi2.connect = connect
+import logging, resource
+steps = {}
+
+class StepHandler(logging.Handler):
+    def emit(self, record):
+        steps.update(getattr(record, "steps", {}))
+
+runner_log = logging.getLogger("data.migration.runner")
+runner_log.addHandler(StepHandler())
+runner_log.setLevel(logging.INFO)
 import data.models
 from data.db.session import init_db
 if os.environ.get("BENCH_SQLCIPHER_LIBRARY"):
@@ -78,12 +117,20 @@ if os.environ.get("BENCH_SQLCIPHER_LIBRARY"):
 started = time.perf_counter()
 outcome = init_db()
 elapsed = (time.perf_counter() - started) * 1000
+# VmHWM is this process's own high-water mark; ru_maxrss would carry the bench's own
+# (exec records the parent's peak when the child is spawned by vfork).
+try:
+    with open("/proc/self/status") as status:
+        peak_mb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+except OSError:
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 rebuild_ms = None
 timing = os.environ.get("BENCH_REBUILD_TIMING")
 if timing and os.path.exists(timing):
     with open(timing) as handle:
         rebuild_ms = float(handle.read())
-print(json.dumps({"ms": elapsed, "action": outcome.action, "rebuild_ms": rebuild_ms, **counts}))
+print(json.dumps({"ms": elapsed, "action": outcome.action, "rebuild_ms": rebuild_ms,
+                  "steps": steps, "peak_mb": peak_mb, **counts}))
 """
 
 # (d) The same rebuild in raw SQL: a copy SQLite can do page by page (INSERT ... SELECT *
@@ -112,15 +159,15 @@ for sql in indexes:
 rebuild_ms = (time.perf_counter() - started) * 1000
 connection.execute("COMMIT")
 total_ms = (time.perf_counter() - started) * 1000
-connection.close()
-print(json.dumps({"rebuild_ms": rebuild_ms, "ms": total_ms}))
+connection.close()  # the last connection checkpoints the WAL into the file
+whole_ms = (time.perf_counter() - started) * 1000
+print(json.dumps({"rebuild_ms": rebuild_ms, "ms": total_ms, "whole_ms": whole_ms}))
 """
 
 # (e) The three typical queries, through the ORM on the app's engine and as raw SQL.
 QUERIES = """
 import json, sqlite3, statistics, sys, time
-from sqlalchemy.orm import Session
-from data.db.session import DB_PATH, engine
+from data.db.session import DB_PATH, ReadSessionLocal, engine
 from bench.studio import queries, query_plan, uses_an_index
 
 iterations = int(sys.argv[1])
@@ -128,7 +175,8 @@ raw = sqlite3.connect(DB_PATH, isolation_level=None)
 report = []
 for query in queries():
     def orm():
-        with Session(engine, expire_on_commit=False) as session:
+        # As a screen that shows data does it (README): a reading session.
+        with ReadSessionLocal() as session:
             return query.run_orm(session)
 
     def plain():
@@ -218,3 +266,61 @@ def run_child(code: str, env: dict[str, str], cwd: Path, *args: str) -> tuple[fl
     if result.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{result.stdout}\n{result.stderr}")
     return wall, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# (g) Moving a studio's file to a PostgreSQL server through move_to_server(), the way
+# `inklink-db move-to` does it: the dry run, the runner on both sides, the verified copy.
+MOVE = """
+import json, resource, sys, time
+from pathlib import Path
+from sqlalchemy.engine import make_url
+from data.db.move import move_to_server
+started = time.perf_counter()
+outcome = move_to_server(Path(sys.argv[1]), make_url(sys.argv[2]))
+wall = time.perf_counter() - started
+# VmHWM: this program's own peak (ru_maxrss keeps the parent's from before the exec).
+peak_kb = next(
+    (int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+)
+print(json.dumps({"copy_s": outcome.seconds, "wall_s": wall, "rows": outcome.rows,
+                  "peak_kb": peak_kb}))
+"""
+
+# (g) The floor: the same rows read with plain sqlite3 and written with psycopg's COPY in one
+# transaction (raw values, no types, no checks) into the same schema, made first by the runner.
+BARE_COPY = """
+import json, resource, sqlite3, sys, time
+import psycopg
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from data.db.runner import ensure_current
+from data.migration.transfer import studio_tables
+url = make_url(sys.argv[2])
+engine = create_engine(url, poolclass=NullPool)
+ensure_current(engine)
+engine.dispose()
+conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+lite = sqlite3.connect(sys.argv[1])
+rows = {}
+started = time.perf_counter()
+with psycopg.connect(conninfo) as pg:
+    with pg.cursor() as cursor:
+        for table in studio_tables():
+            columns = ", ".join('"' + column.name + '"' for column in table.columns)
+            count = 0
+            with cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+                for row in lite.execute(f'SELECT {columns} FROM "{table.name}"'):
+                    copy.write_row(row)
+                    count += 1
+            rows[table.name] = count
+    pg.commit()
+elapsed = time.perf_counter() - started
+# VmHWM: this program's own peak (ru_maxrss keeps the parent's from before the exec).
+peak_kb = next(
+    (int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")),
+    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+)
+print(json.dumps({"copy_s": elapsed, "rows": rows, "peak_kb": peak_kb}))
+"""

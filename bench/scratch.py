@@ -83,6 +83,31 @@ REBUILD_BODIES = {
 }
 
 
+# What most revisions are: one nullable column added to a table (no table rebuilt).
+ADD_COLUMN_REVISION = '''"""bench: add clients.bench_note (one nullable column)
+
+Revision ID: {revision}
+Revises: {down}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "{revision}"
+down_revision: str | None = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("clients", sa.Column("bench_note", sa.String(length=40), nullable=True))
+
+
+def downgrade() -> None:
+    raise NotImplementedError("bench: not undone")
+'''
+
+
 def current_head(root: Path = PROJECT_ROOT) -> str:
     """The head recorded in the copy's ``migrations/manifest.json``."""
     history = read_history(root / "migrations")
@@ -146,6 +171,16 @@ def add_rebuild_revision(root: Path, how: str) -> str:
     revision = f"rebuild{how}"[:12]
     text = REBUILD_REVISION.format(how=how, revision=revision, down=down, body=REBUILD_BODIES[how])
     (root / "migrations" / "versions" / f"bench_rebuild_{revision}.py").write_text(text)
+    record(root)
+    return revision
+
+
+def add_column_revision(root: Path) -> str:
+    """One revision that adds a nullable column to ``clients``."""
+    down = current_head(root)
+    revision = "benchaddcol1"
+    text = ADD_COLUMN_REVISION.format(revision=revision, down=down)
+    (root / "migrations" / "versions" / f"bench_addcol_{revision}.py").write_text(text)
     record(root)
     return revision
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import PROJECT_ROOT, subprocess_env
+from tests.file_kind import connect
 
 # A fresh interpreter with DB_PATH set: the app's own import, then init_db(). Logging goes to
 # stderr so tests can read what was logged; the report is the last line of stdout.
@@ -105,7 +106,6 @@ def warm_up(scratch: Path) -> None:
     import pwd  # noqa: F401 (the refusals name the file's owner)
 
     from alembic import command  # noqa: F401
-    from sqlalchemy import create_engine
 
     from data.db.errors import DataLayerError
     from data.db.session import create_app_engine, database_url
@@ -121,8 +121,11 @@ def warm_up(scratch: Path) -> None:
             pass
         finally:
             engine.dispose()
-        with create_engine(f"sqlite:///{warm}").begin() as connection:
-            connection.exec_driver_sql("PRAGMA user_version = 0")
+        connection = connect(warm)  # keyed for an encrypted file (conftest.file_kind)
+        try:
+            connection.execute("PRAGMA user_version = 0")
+        finally:
+            connection.close()
 
 
 def start_app_as(user: str, db_path: Path, *, timeout: float = 60) -> dict[str, Any]:

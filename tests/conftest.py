@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,7 +35,8 @@ os.environ["INKLINK_TEST_KEYRING"] = str(_SCRATCH / "keyring.json")
 from sqlalchemy import Engine  # noqa: E402
 from sqlalchemy.engine import URL  # noqa: E402
 
-from data.db.session import create_app_engine  # noqa: E402
+from data.db.session import create_app_engine, database_url  # noqa: E402
+from tests.file_kind import connect  # noqa: E402
 
 _DEV_DB_EXISTED = DEV_DB.exists()
 
@@ -47,22 +48,9 @@ def sha256(path: Path) -> str:
 
 def db_versions(path: Path) -> list[str]:
     """The revisions a database file records, read through a plain connection."""
-    connection = sqlite3.connect(path)
+    connection = connect(path)
     try:
         return [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
-    finally:
-        connection.close()
-
-
-def cipher_rows(path: Path, key_hex: str, sql: str) -> list[tuple[object, ...]]:
-    """Rows of an encrypted file read through SQLCipher with ``key_hex``, outside the data layer."""
-    import sqlcipher3  # type: ignore[import-untyped]
-
-    connection = sqlcipher3.connect(str(path))
-    try:
-        connection.execute("PRAGMA cipher_log_level = NONE")
-        connection.execute(f"PRAGMA key = \"x'{key_hex}'\"")
-        return [tuple(row) for row in connection.execute(sql)]
     finally:
         connection.close()
 
@@ -71,8 +59,9 @@ LEGACY_SQL = Path(__file__).parent / "fixtures" / "legacy_v0_schema.sql"
 
 
 def legacy_database(path: Path) -> Path:
-    """Tables as the pre-Alembic create_all left them (the frozen schema): no version table."""
-    connection = sqlite3.connect(path)
+    """Tables as the pre-Alembic create_all left them (the frozen schema): no version table.
+    (Encrypted in a test's encrypted runs, as every file it makes: see ``file_kind``.)"""
+    connection = connect(path)
     try:
         connection.executescript(LEGACY_SQL.read_text())
     finally:
@@ -81,7 +70,9 @@ def legacy_database(path: Path) -> Path:
 
 
 def sqlite_url(path: Path) -> URL:
-    return URL.create("sqlite", database=str(path))
+    """The URL the app would use for the file at ``path``: SQLCipher's for an encrypted file,
+    or for a new one while INKLINK_DB_KEY is set (the encrypted runs of ``file_kind``)."""
+    return database_url(str(path))
 
 
 def subprocess_env(db_path: Path | None = None, **extra: str) -> dict[str, str]:
@@ -139,6 +130,25 @@ def run_alembic(
     return result
 
 
+# The key of the encrypted runs: every process of such a run gets it from INKLINK_DB_KEY.
+FILE_KEY = secrets.token_hex(32)
+
+
+@pytest.fixture(params=["plain", "encrypted"])
+def file_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on a plain studio file, then on an encrypted one.
+
+    The encrypted run sets INKLINK_DB_KEY for the test and its child processes: the data
+    layer creates every new database encrypted with it (and opens them with it), and so do
+    the tests' own helpers (``tests.file_kind.connect``). The keyring is out of reach in
+    that run: nothing may depend on it when the key is given.
+    """
+    if request.param == "encrypted":
+        monkeypatch.setenv("INKLINK_DB_KEY", FILE_KEY)
+        monkeypatch.setenv("INKLINK_TEST_KEYRING", "")
+    return str(request.param)
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "studio" / "inklink.db"
@@ -151,6 +161,16 @@ def app_engine(db_path: Path) -> Iterator[Engine]:
     engine = create_app_engine(sqlite_url(db_path))
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _release_kept_descriptors() -> Iterator[None]:
+    """The data layer keeps one descriptor per database file it read behind SQLite's back
+    (raw_sqlite.read_at), for the process's life; a test's files are done with after it."""
+    yield
+    from data.migration import raw_sqlite
+
+    raw_sqlite.release_kept_descriptors()
 
 
 @pytest.fixture(scope="session", autouse=True)

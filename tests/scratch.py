@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from data.db.head import read_history
 from tests.conftest import PROJECT_ROOT, subprocess_env
+from tests.file_kind import connect
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
@@ -165,11 +165,12 @@ class ScratchProject:
         return result
 
 
-def query(db_path: Path, sql: str) -> list[tuple[object, ...]]:
-    """Read through a plain connection (no policy), as an outside observer."""
-    connection = sqlite3.connect(db_path)
+def query(db_path: Path, sql: str, *, key: str | None = None) -> list[tuple[object, ...]]:
+    """Read through a connection that sets nothing (no policy), as an outside observer; an
+    encrypted file with ``key`` (64 hex digits), else with INKLINK_DB_KEY (see file_kind)."""
+    connection = connect(db_path, key=key)
     try:
-        return connection.execute(sql).fetchall()
+        return [tuple(row) for row in connection.execute(sql)]
     finally:
         connection.close()
 

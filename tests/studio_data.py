@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
+from tests.file_kind import connect
 from tests.scratch import query
 
 STAMP = "2026-03-01 10:00:00.000000"
 
 
 def seed_baseline_rows(db_path: Path, clients: int = 20, payments_per_client: int = 5) -> None:
-    """Clients, one session each and their payments, through a plain connection."""
-    connection = sqlite3.connect(db_path)
+    """Clients, one session each and their payments, through a plain connection (keyed for
+    an encrypted file, see tests/file_kind.py)."""
+    connection = connect(db_path)
     try:
         with connection:
             for n in range(1, clients + 1):
@@ -38,19 +39,22 @@ def seed_baseline_rows(db_path: Path, clients: int = 20, payments_per_client: in
         connection.close()
 
 
-def studio_invariants(db_path: Path) -> dict[str, object]:
-    """What matters to a studio: counts, each client's total, every row tied to its client."""
+def studio_invariants(db_path: Path, *, key: str | None = None) -> dict[str, object]:
+    """What matters to a studio: counts, each client's total, every row tied to its client
+    (an encrypted file read with ``key``, else with INKLINK_DB_KEY)."""
     return {
-        "clients": query(db_path, "SELECT count(*) FROM clients"),
-        "sessions": query(db_path, "SELECT count(*) FROM tattoo_sessions"),
-        "transactions": query(db_path, "SELECT count(*) FROM transactions"),
+        "clients": query(db_path, "SELECT count(*) FROM clients", key=key),
+        "sessions": query(db_path, "SELECT count(*) FROM tattoo_sessions", key=key),
+        "transactions": query(db_path, "SELECT count(*) FROM transactions", key=key),
         "totals": query(
             db_path,
             "SELECT client_id, sum(amount_cents) FROM transactions GROUP BY client_id ORDER BY 1",
+            key=key,
         ),
         "ties": query(
             db_path,
             "SELECT t.id, t.client_id, s.client_id FROM transactions t"
             " JOIN tattoo_sessions s ON s.id = t.session_id ORDER BY t.id",
+            key=key,
         ),
     }

@@ -17,6 +17,9 @@ from sqlalchemy import Engine
 from tests.conftest import PROJECT_ROOT, run_python, subprocess_env
 from tests.test_safety_upgrade import make_studio
 
+# On a plain file and on an encrypted one (see conftest.file_kind).
+pytestmark = pytest.mark.usefixtures("file_kind")
+
 # The other window: a writing session that adds a client, says so, then holds the write
 # transaction open for HOLD seconds before rolling back.
 HOLD_WRITE = """

@@ -59,6 +59,7 @@ from data.db.policy import create_migration_engine
 from data.db.revision_lint import parse_revision
 from data.db.revisions import chain
 from tests.conftest import PROJECT_ROOT, sqlite_url
+from tests.file_kind import INTEGRITY_ERRORS, connect, is_encrypted, studio_key
 
 MIGRATIONS = PROJECT_ROOT / "migrations"
 VERSION_TABLE = "alembic_version"
@@ -298,7 +299,7 @@ def seed(db: Path) -> Facts:
             for values in make_rows(table, inserted, story.get(table.name)):
                 try:
                     insert(connection, table, values)
-                except sqlite3.IntegrityError as exc:
+                except INTEGRITY_ERRORS as exc:
                     raise AssertionError(
                         f"cannot seed {table.name} with {values}: {exc}. Teach studio_story() "
                         "or generic_value() in tests/test_data_preservation.py this column"
@@ -452,7 +453,12 @@ def alembic_config(location: Path, connection: Connection) -> Config:
 
 def migrate(location: Path, db: Path, target: str, *, down: bool = False) -> None:
     """One transaction with foreign keys off, checked before commit, as the runner does."""
-    engine = create_migration_engine(sqlite_url(db))
+    url, key = sqlite_url(db), studio_key()
+    if key and not db.exists():
+        # A file this bare engine creates (the runner is not there to key it) is encrypted
+        # only with the key in its URL.
+        url = url.set(password=f"x'{key}'")
+    engine = create_migration_engine(url)
     try:
         with engine.connect() as connection, connection.begin():
             config = alembic_config(location, connection)
@@ -469,7 +475,7 @@ def migrate(location: Path, db: Path, target: str, *, down: bool = False) -> Non
 @contextmanager
 def studio_file(db: Path) -> Iterator[sqlite3.Connection]:
     """The file as the app sees it: foreign keys enforced, so seeding obeys every rule."""
-    with closing(sqlite3.connect(db, isolation_level=None)) as connection:
+    with closing(connect(db, isolation_level=None)) as connection:  # keyed when encrypted
         connection.execute("PRAGMA foreign_keys = ON")
         yield connection
 
@@ -521,11 +527,13 @@ REVISIONS = [step.revision for step in reversed(list(_SCRIPT.walk_revisions()))]
 
 
 @pytest.mark.parametrize("revision", REVISIONS)
+@pytest.mark.usefixtures("file_kind")  # on a plain studio file and on an encrypted one
 def test_each_revision_keeps_the_studio_s_data(revision: str, db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     step = _SCRIPT.get_revision(revision)
     assert step is not None
     check_step(MIGRATIONS, step, db_path)
+    assert is_encrypted(db_path) == bool(studio_key())
 
 
 def test_every_revision_is_covered_and_the_seed_is_realistic(db_path: Path) -> None:

@@ -12,18 +12,19 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from data.db import keys
 from tests.app_start import start_app
-from tests.conftest import PROJECT_ROOT, cipher_rows, run_alembic, sha256, subprocess_env
+from tests.conftest import PROJECT_ROOT, run_alembic, run_python, sha256
+from tests.file_kind import is_encrypted
+from tests.scratch import query
 from tests.studio_data import seed_baseline_rows, studio_invariants
+from tests.test_revision_manifest import run_in
 from tests.test_safety_refusals import corrupted_pages
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 RECOVERY = re.compile(r"^    ([0-9A-Z]{4}(?:-[0-9A-Z]{4}){6})$", re.MULTILINE)
 # A name only the seeded studio has: found in a file, it means the file is readable.
 SECRET_NAME = "Zephyrine-Quillfeather"
@@ -44,15 +45,8 @@ def keyring_entries(path: Path) -> dict[str, str]:
 def data_db(
     *args: str, db_path: Path, stdin: str = "", **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "data.db", *args],
-        env=subprocess_env(db_path, **extra),
-        cwd=PROJECT_ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """``python -m data.db <args>``, as a deploy script or a support call runs it."""
+    return run_in(PROJECT_ROOT, "-m", "data.db", *args, db_path=db_path, stdin=stdin, **extra)
 
 
 def plain_studio(db_path: Path) -> Path:
@@ -84,6 +78,7 @@ def encrypt(db_path: Path, **extra: str) -> str:
     """``python -m data.db encrypt``, unattended; returns the recovery key it showed."""
     result = data_db("encrypt", db_path=db_path, **extra)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "Backed up, encrypted with the new key and verified: " in result.stdout, result.stdout
     found = RECOVERY.findall(result.stdout)
     assert len(found) == 2, result.stdout
     return "-".join(found)
@@ -116,8 +111,8 @@ def test_a_new_database_is_created_encrypted_with_its_key_in_the_keyring(
     monkeypatch.setenv("INKLINK_DB_ENCRYPTION", "on")
     report = start_app(db_path)
     assert report["action"] == "created", report
+    assert is_encrypted(db_path)
     header = db_path.read_bytes()[:16]
-    assert header != SQLITE_MAGIC
     entries = keyring_entries(own_keyring)
     assert list(entries) == [f"InkLinkOS/database {header.hex()}"]
     # The next start is on the fast path: current, Alembic not even imported.
@@ -135,26 +130,18 @@ def test_init_db_hands_the_recovery_key_of_a_database_it_created_to_the_app_once
         "o = init_db(); print(o.recovery_key); print(repr(o)); print(o.describe())\n"
         "print(init_db().recovery_key)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=subprocess_env(db_path),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    result = run_python(code, db_path)
     recovery, shown, described, second = result.stdout.splitlines()
     key = keys.parse_recovery_key(recovery)
     assert key is not None
     assert recovery not in shown and recovery not in described
     assert second == "None"
-    assert cipher_rows(db_path, key.hex(), "SELECT count(*) FROM clients") == [(0,)]
+    assert query(db_path, "SELECT count(*) FROM clients", key=key.hex()) == [(0,)]
 
 
 def test_a_plain_database_stays_plain_by_default_outside_the_user_folder(db_path: Path) -> None:
     assert start_app(db_path)["action"] == "created"
-    assert db_path.read_bytes()[:16] == SQLITE_MAGIC
+    assert not is_encrypted(db_path)
 
 
 # --- encrypting a studio -------------------------------------------------------------------
@@ -177,32 +164,20 @@ def test_encrypt_converts_a_studio_without_losing_a_row_and_leaves_nothing_reada
 
     recovery = encrypt(db_path)
 
-    assert db_path.read_bytes()[:16] != SQLITE_MAGIC
+    assert is_encrypted(db_path)
     assert readable_anywhere(db_path.parent) == []
     assert set(old_blocks.read_bytes()) == {0}, "the plain file's blocks were not zeroed"
-    assert list_backups(db_path) == []
+    # The plain backup is gone; the one left was made right after, encrypted under the
+    # database's key and identity, and holds every row.
+    (backup,) = list_backups(db_path)
+    assert backup.read_bytes()[:16] == db_path.read_bytes()[:16]
     key = keys.parse_recovery_key(recovery)
     assert key is not None
+    assert studio_invariants(backup, key=key.hex()) == before
     assert keyring_entries(own_keyring) == {
         f"InkLinkOS/database {db_path.read_bytes()[:16].hex()}": key.hex()
     }
-    after = {
-        "clients": cipher_rows(db_path, key.hex(), "SELECT count(*) FROM clients"),
-        "sessions": cipher_rows(db_path, key.hex(), "SELECT count(*) FROM tattoo_sessions"),
-        "transactions": cipher_rows(db_path, key.hex(), "SELECT count(*) FROM transactions"),
-        "totals": cipher_rows(
-            db_path,
-            key.hex(),
-            "SELECT client_id, sum(amount_cents) FROM transactions GROUP BY client_id ORDER BY 1",
-        ),
-        "ties": cipher_rows(
-            db_path,
-            key.hex(),
-            "SELECT t.id, t.client_id, s.client_id FROM transactions t"
-            " JOIN tattoo_sessions s ON s.id = t.session_id ORDER BY t.id",
-        ),
-    }
-    assert after == before
+    assert studio_invariants(db_path, key=key.hex()) == before
     # The app opens it at its next start on the fast path, with the key from the keyring.
     report = start_app(db_path)
     assert report["action"] == "current" and report["alembic_imported"] is False, report
@@ -223,7 +198,7 @@ def test_encrypt_refuses_a_damaged_file_and_leaves_it_as_it_was(db_path: Path) -
     corrupted_pages(db_path)
     digest = sha256(db_path)
     result = data_db("encrypt", db_path=db_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # refused (inklink-db exit codes)
     assert str(db_path) in result.stderr
     assert sha256(db_path) == digest
     assert sorted(p.name for p in db_path.parent.iterdir() if "encrypting" in p.name) == []
@@ -239,7 +214,7 @@ def test_with_inklink_db_key_the_keyring_is_never_touched_and_the_key_never_show
     result = data_db("encrypt", db_path=db_path, INKLINK_DB_KEY=key_hex)
     assert result.returncode == 0, result.stderr
     assert key_hex not in result.stdout + result.stderr
-    assert cipher_rows(db_path, key_hex, "SELECT count(*) FROM clients") == [(20,)]
+    assert query(db_path, "SELECT count(*) FROM clients", key=key_hex) == [(20,)]
     monkeypatch.setenv("INKLINK_DB_KEY", key_hex)
     report = start_app(db_path)
     assert report["action"] == "current", report
@@ -296,7 +271,7 @@ def test_the_recovery_key_opens_the_database_when_the_keyring_entry_is_gone(
     own_keyring.unlink()
     assert start_app(db_path)["error"] == "DatabaseKeyError"
     wrong = data_db("unlock", db_path=db_path, stdin=keys.new_key().recovery_key() + "\n")
-    assert wrong.returncode == 1 and "does not open it" in wrong.stderr
+    assert wrong.returncode == 2 and "does not open it" in wrong.stderr
     digest = sha256(db_path)
     result = data_db("unlock", db_path=db_path, stdin=recovery.lower() + "\n")
     assert result.returncode == 0, result.stderr
@@ -319,7 +294,7 @@ def test_a_plain_file_opened_by_a_build_expecting_encryption_is_not_called_damag
     report = start_app(db_path)
     assert report["action"] == "current", report
     assert run_alembic("upgrade", "head", db_path=db_path).returncode == 0
-    assert db_path.read_bytes()[:16] == SQLITE_MAGIC
+    assert not is_encrypted(db_path)
     assert studio_invariants(db_path) == before
 
 
@@ -332,14 +307,9 @@ def test_rekey_gives_a_new_key_to_the_database_and_its_backups(
     plain_studio(db_path)
     old = keys.parse_recovery_key(encrypt(db_path))
     assert old is not None
-    from data.migration.backup import backup_database, list_backups, restore_backup
+    from data.migration.backup import list_backups, restore_backup
 
-    os.environ["INKLINK_DB_KEY"] = old.hex()
-    try:
-        backup_database(db_path, label="before-rekey", key=old)
-    finally:
-        del os.environ["INKLINK_DB_KEY"]
-    (backup,) = list_backups(db_path)
+    (backup,) = list_backups(db_path)  # the one encrypt made
     assert backup.read_bytes()[:16] == db_path.read_bytes()[:16]  # the database's identity
 
     result = data_db("rekey", db_path=db_path)
@@ -347,8 +317,15 @@ def test_rekey_gives_a_new_key_to_the_database_and_its_backups(
     new = keys.parse_recovery_key("-".join(RECOVERY.findall(result.stdout)))
     assert new is not None and new != old
     assert list(keyring_entries(own_keyring).values()) == [new.hex()]
-    assert cipher_rows(db_path, new.hex(), "SELECT count(*) FROM clients") == [(20,)]
-    assert cipher_rows(backup, new.hex(), "SELECT count(*) FROM clients") == [(20,)]
+    assert query(db_path, "SELECT count(*) FROM clients", key=new.hex()) == [(20,)]
+    assert query(backup, "SELECT count(*) FROM clients", key=new.hex()) == [(20,)]
+    # And one more, made after the change under the new key, as the command says.
+    after_rekey, older = list_backups(db_path)
+    assert older == backup
+    assert f"verified: {after_rekey}\n" in result.stdout
+    assert studio_invariants(after_rekey, key=new.hex()) == studio_invariants(
+        db_path, key=new.hex()
+    )
     digest = sha256(db_path)
     stale = start_app_with_key(db_path, old.hex())
     assert stale["error"] == "DatabaseKeyError"
@@ -356,8 +333,25 @@ def test_rekey_gives_a_new_key_to_the_database_and_its_backups(
     # The backup, under the new key, restores.
     replaced = restore_backup(backup, db_path)
     assert replaced.exists()
-    assert cipher_rows(db_path, new.hex(), "SELECT count(*) FROM transactions") == [(100,)]
+    assert query(db_path, "SELECT count(*) FROM transactions", key=new.hex()) == [(100,)]
     assert start_app(db_path)["action"] == "current"
+
+
+def test_encrypt_that_cannot_back_up_afterwards_still_succeeds_and_says_so(
+    db_path: Path,
+) -> None:
+    """The backup comes after the file is encrypted and its key kept: failing it must not
+    fail the command (its recovery key would go unseen), only be reported."""
+    plain_studio(db_path)
+    before = studio_invariants(db_path)
+    (db_path.parent / "backups").write_text("a file where the backups folder goes")
+    result = data_db("encrypt", db_path=db_path)
+    assert result.returncode == 0, result.stderr
+    key = keys.parse_recovery_key("-".join(RECOVERY.findall(result.stdout)))
+    assert key is not None
+    assert "No verified backup could be made after it" in result.stdout
+    assert "Back the database up before its next change." in result.stdout
+    assert studio_invariants(db_path, key=key.hex()) == before
 
 
 def start_app_with_key(db_path: Path, key_hex: str) -> dict[str, object]:
@@ -379,7 +373,7 @@ def test_decrypt_makes_a_plain_copy_and_never_replaces_the_database_without_aski
     result = data_db("decrypt", "--output", str(copy), db_path=db_path)
     assert result.returncode == 0, result.stderr
     assert sha256(db_path) == digest
-    assert copy.read_bytes()[:16] == SQLITE_MAGIC
+    assert not is_encrypted(copy)
     assert studio_invariants(copy) == before
     assert (copy.stat().st_mode & 0o777) == 0o600
     refused = data_db("decrypt", "--in-place", db_path=db_path)
@@ -387,7 +381,7 @@ def test_decrypt_makes_a_plain_copy_and_never_replaces_the_database_without_aski
     assert sha256(db_path) == digest
     in_place = data_db("decrypt", "--in-place", "--yes", db_path=db_path)
     assert in_place.returncode == 0, in_place.stderr
-    assert db_path.read_bytes()[:16] == SQLITE_MAGIC
+    assert not is_encrypted(db_path)
     assert studio_invariants(db_path) == before
 
 
@@ -399,13 +393,13 @@ def test_the_alembic_command_creates_and_reads_an_encrypted_file(
 ) -> None:
     key_hex = secrets.token_hex(32)
     run_alembic("upgrade", "head", db_path=db_path, INKLINK_DB_KEY=key_hex)
-    assert db_path.read_bytes()[:16] != SQLITE_MAGIC
+    assert is_encrypted(db_path)
     current = run_alembic("current", db_path=db_path, INKLINK_DB_KEY=key_hex)
     assert "(head)" in current.stdout
     run_alembic("check", db_path=db_path, INKLINK_DB_KEY=key_hex)
     run_alembic("downgrade", "base", db_path=db_path, INKLINK_DB_KEY=key_hex)
     run_alembic("upgrade", "head", db_path=db_path, INKLINK_DB_KEY=key_hex)
-    assert cipher_rows(db_path, key_hex, "SELECT count(*) FROM alembic_version") == [(1,)]
+    assert query(db_path, "SELECT count(*) FROM alembic_version", key=key_hex) == [(1,)]
     monkeypatch.setenv("INKLINK_DB_KEY", key_hex)
     assert start_app(db_path)["action"] == "current"
 
@@ -440,7 +434,7 @@ def test_reading_and_writing_sessions_of_one_thread_keep_their_own_connections_e
             assert look.scalar(select(func.count()).select_from(Client)) == 1
     finally:
         engine.dispose()
-    assert db_path.read_bytes()[:16] != SQLITE_MAGIC
+    assert is_encrypted(db_path)
 
 
 def test_a_key_change_stopped_before_the_keyring_took_the_new_key_loses_nothing(
@@ -508,5 +502,5 @@ def test_the_status_command_explains_a_missing_key(db_path: Path, own_keyring: P
     encrypt(db_path)
     own_keyring.unlink()
     result = data_db(db_path=db_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # refused: the key is missing
     assert "Traceback" not in result.stderr and "recovery key" in result.stderr

@@ -12,8 +12,13 @@ import pytest
 
 from tests.app_start import start_app
 from tests.conftest import legacy_database
+from tests.file_kind import is_encrypted, studio_key
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX modes (Windows: README)")
+pytestmark = [
+    pytest.mark.skipif(os.name != "posix", reason="POSIX modes (Windows: README)"),
+    # On a plain file and on an encrypted one (see conftest.file_kind).
+    pytest.mark.usefixtures("file_kind"),
+]
 
 OWNER_ONLY_FILE = 0o600
 OWNER_ONLY_FOLDER = 0o700
@@ -47,6 +52,7 @@ def test_a_new_database_is_owner_only_whatever_the_umask(tmp_path: Path, umask: 
     report = start_app(db, umask=umask, after=SAVE_AND_REPORT_SIDE_FILES)
 
     assert report["action"] == "created", report
+    assert is_encrypted(db) == bool(studio_key())
     assert mode(folder) == OWNER_ONLY_FOLDER
     assert mode(db) == OWNER_ONLY_FILE
     assert mode(Path(str(db) + ".lock")) == OWNER_ONLY_FILE
@@ -62,6 +68,7 @@ def test_an_upgrade_under_umask_000_leaves_every_file_owner_only(tmp_path: Path)
     report = start_app(db, umask=0o000, after=SAVE_AND_REPORT_SIDE_FILES)
 
     assert report["action"] == "adopted", report
+    assert is_encrypted(db) == bool(studio_key())
     backups = folder / "backups"
     assert mode(backups) == OWNER_ONLY_FOLDER
     made = sorted(backups.iterdir())

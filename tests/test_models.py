@@ -319,3 +319,59 @@ def test_a_value_outside_the_enum_is_an_error_on_read_not_none(sqlite_db: Sessio
     sqlite_db.expire_all()
     with pytest.raises(ValueError, match="'postponed' is not a valid SessionStatus"):
         sqlite_db.get(TattooSession, booking.id)
+
+
+# The models' bind conversions take shortcuts for the values a copy sends by the million
+# (an enum member, an aware UTC datetime): each must give exactly what the general
+# conversion (process_bind_param, then the dialect's own) gives, and refuse what it refuses.
+BIND_VALUES = (
+    None,
+    T0,
+    T0.replace(microsecond=999_999),
+    dt.datetime(2026, 7, 1, 19, 30, tzinfo=ZoneInfo("Europe/Berlin")),
+    dt.datetime(2026, 7, 1, 19, 30, tzinfo=dt.timezone(dt.timedelta(0))),  # UTC, another object
+    dt.datetime(2026, 7, 1, 19, 30),  # naive: refused
+    "2026-07-01 19:30:00",  # not a datetime: refused
+    *SessionStatus,
+    *(member.value for member in SessionStatus),
+    "postponed",  # unknown: refused
+)
+
+
+def _general(column_type: object, dialect: object) -> object:
+    from sqlalchemy import TypeDecorator
+
+    assert isinstance(column_type, TypeDecorator)
+    impl = column_type.impl_instance.dialect_impl(dialect).bind_processor(dialect)  # type: ignore[arg-type]
+
+    def process(value: object) -> object:
+        converted = column_type.process_bind_param(value, dialect)  # type: ignore[arg-type]
+        return impl(converted) if impl is not None else converted
+
+    return process
+
+
+def _outcome(process: object, value: object) -> object:
+    try:
+        converted = process(value)  # type: ignore[operator]
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+    return (type(converted), converted, getattr(converted, "tzinfo", None))
+
+
+@pytest.mark.parametrize("dialect_name", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("column", ["starts_at", "status"])
+def test_bind_shortcuts_give_what_the_general_conversion_gives(
+    dialect_name: str, column: str
+) -> None:
+    url = "sqlite://" if dialect_name == "sqlite" else "postgresql+psycopg://"
+    dialect = create_engine(url).dialect  # never connected: only its conversions are used
+    column_type = TattooSession.__table__.c[column].type
+    fast = column_type.dialect_impl(dialect).bind_processor(dialect)
+    general = _general(column_type, dialect)
+    for value in BIND_VALUES:
+        expected = _outcome(general, value)
+        got = _outcome(fast, value) if fast is not None else _outcome(lambda v: v, value)
+        if column == "status" and isinstance(value, dt.datetime):
+            continue  # not a value anyone binds to an enum column
+        assert got == expected, (dialect_name, column, value)

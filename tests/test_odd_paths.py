@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,10 @@ import pytest
 from data.db.errors import DatabaseNotWritableError, NotADatabaseError
 from tests.app_start import start_app, start_app_as, warm_up
 from tests.conftest import PROJECT_ROOT, sha256, subprocess_env
+from tests.file_kind import connect, is_encrypted, studio_key
+
+# On a plain file and on an encrypted one (see conftest.file_kind).
+pytestmark = pytest.mark.usefixtures("file_kind")
 
 # "Within a second", with room for a loaded two-core machine; a hang fails at the timeout.
 PROMPTLY_SECONDS = 5.0
@@ -136,6 +139,7 @@ def _studio_at_head(db: Path) -> None:
         check=True,
         timeout=60,
     )
+    assert is_encrypted(db) == bool(studio_key())
 
 
 @needs_root
@@ -173,13 +177,15 @@ def test_a_side_file_another_user_owns_is_refused_as_not_writable_not_as_damage(
         [
             sys.executable,
             "-c",
-            "import os, sqlite3, sys\n"
-            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "import os, sys\n"
+            "from tests.file_kind import connect\n"
+            "c = connect(sys.argv[1], isolation_level=None)\n"
             'c.execute("INSERT INTO clients (first_name, last_name, created_at, updated_at) '
             "VALUES ('Only', 'InTheWal', '2024-01-01 00:00:00.000000', '2024-01-01 00:00:00.000000')\")\n"
             "os._exit(0)\n",
             str(db),
         ],
+        env=subprocess_env(None),
         check=True,
         timeout=60,
     )
@@ -197,7 +203,7 @@ def test_a_side_file_another_user_owns_is_refused_as_not_writable_not_as_damage(
     assert str(wal) in message
     assert {path: sha256(path) for path in (db, wal)} == digests
     # The advice was right: as the owner of the side file, the row is there.
-    connection = sqlite3.connect(db)
+    connection = connect(db)
     try:
         rows = connection.execute("SELECT count(*) FROM clients WHERE last_name = 'InTheWal'")
         assert rows.fetchone() == (1,)
@@ -214,7 +220,7 @@ def test_a_folder_this_user_cannot_write_is_refused_even_at_head(short_dir: Path
     _studio_at_head(db)
     # The database and the side files an open app keeps are this user's; the folder is not,
     # so neither the lock nor a backup nor a new -wal could be made there.
-    keeper = sqlite3.connect(db)  # keeps -wal and -shm in place, as another open window does
+    keeper = connect(db)  # keeps -wal and -shm in place, as another open window does
     try:
         keeper.execute("SELECT count(*) FROM clients").fetchone()
         sides = [Path(str(db) + "-wal"), Path(str(db) + "-shm")]

@@ -19,7 +19,9 @@ from sqlalchemy import create_engine
 
 from data.db.head import HEAD_REVISION
 from data.db.runner import alembic_config, script_directory
-from tests.conftest import PROJECT_ROOT, cipher_rows, db_versions, legacy_database
+from tests.conftest import PROJECT_ROOT, db_versions, legacy_database
+from tests.file_kind import is_encrypted
+from tests.scratch import query
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +32,12 @@ _LEAKY = ("DB_PATH", "DATABASE_URL", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", 
 # A studio's own file (the per-user folder) is created encrypted: these tests give its key
 # through INKLINK_DB_KEY, as a server would (a headless Linux has no keyring).
 STUDIO_KEY = "5e" * 32
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def encrypted_versions(path: Path) -> list[object]:
-    assert path.read_bytes()[:16] != SQLITE_MAGIC, f"{path} is not encrypted"
+    assert is_encrypted(path), f"{path} is not encrypted"
     return [
-        row[0] for row in cipher_rows(path, STUDIO_KEY, "SELECT version_num FROM alembic_version")
+        row[0] for row in query(path, "SELECT version_num FROM alembic_version", key=STUDIO_KEY)
     ]
 
 

@@ -20,15 +20,18 @@ from tests.conftest import PROJECT_ROOT, subprocess_env
 from tests.scratch import query
 from tests.test_safety_upgrade import make_studio
 
+# On a plain file and on an encrypted one (see conftest.file_kind).
+pytestmark = pytest.mark.usefixtures("file_kind")
+
 # Inserts clients one transaction at a time until the stop file appears; after each commit
 # returns, prints "<id> <email>" (ids are reused after a restore; the emails are not).
 LOOP_WRITER = """
 import sys, time
 from pathlib import Path
 from sqlalchemy import text
-from data.db.session import create_app_engine
+from data.db.session import create_app_engine, database_url
 db, stop = Path(sys.argv[1]), Path(sys.argv[2])
-engine = create_app_engine(f"sqlite:///{db}")
+engine = create_app_engine(database_url(str(db)))
 print("ready", flush=True)
 n = 0
 while not stop.exists():
@@ -56,8 +59,8 @@ LONG_WRITER = """
 import sys, time
 from pathlib import Path
 from sqlalchemy import text
-from data.db.session import create_app_engine
-engine = create_app_engine(f"sqlite:///{sys.argv[1]}")
+from data.db.session import create_app_engine, database_url
+engine = create_app_engine(database_url(sys.argv[1]))
 with engine.begin() as connection:
     row_id = connection.execute(
         text("INSERT INTO clients (first_name, last_name, email, created_at, updated_at)"

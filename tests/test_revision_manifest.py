@@ -37,12 +37,16 @@ def scratch_project(tmp_path: Path) -> Path:
     return ScratchProject(tmp_path / "project").root
 
 
-def run_in(root: Path, *args: str, db_path: Path) -> subprocess.CompletedProcess[str]:
-    """``python <args>`` with the scratch copy's ``data`` package, as its developer would."""
+def run_in(
+    root: Path, *args: str, db_path: Path, stdin: str = "", **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``python <args>`` with the ``data`` package of ``root`` (a scratch copy, or the
+    project), as its developer would; ``extra`` joins the environment."""
     return subprocess.run(
         [sys.executable, *args],
-        env=subprocess_env(db_path, PYTHONPATH=str(root)),
+        env=subprocess_env(db_path, PYTHONPATH=str(root), **extra),
         cwd=root,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,14 @@ from data.db.runner import ensure_current
 from data.db.session import create_app_engine
 from data.db.sqlite_file import inspect_sqlite_file
 from tests.conftest import legacy_database, run_python, sha256, sqlite_url, subprocess_env
+from tests.file_kind import connect
 from tests.scratch import ScratchProject, query
 from tests.studio_data import seed_baseline_rows, studio_invariants
+from tests.test_safety_refusals import out_of_wal
 from tests.test_safety_upgrade import BROKEN, _touch_client, make_studio, state
+
+# On a plain file and on an encrypted one (see conftest.file_kind).
+pytestmark = pytest.mark.usefixtures("file_kind")
 
 
 def _crash_mid_checkpoint(folder: Path) -> Path:
@@ -25,7 +29,7 @@ def _crash_mid_checkpoint(folder: Path) -> Path:
     to the main file, the pages that make it longer still only in the WAL."""
     live = folder / "live" / "inklink.db"
     live.parent.mkdir(parents=True)
-    connection = sqlite3.connect(live, isolation_level=None)
+    connection = connect(live, isolation_level=None)
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA wal_autocheckpoint = 0")
     connection.execute("CREATE TABLE notes (body TEXT)")
@@ -33,7 +37,10 @@ def _crash_mid_checkpoint(folder: Path) -> Path:
     connection.execute("BEGIN")
     connection.executemany("INSERT INTO notes VALUES (?)", [("x" * 200,)] * 2000)
     connection.execute("COMMIT")
-    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    page_size = int(connection.execute("PRAGMA page_size").fetchone()[0])
+    # The page count the newest page 1 records (read through SQLite: encrypted, the header
+    # is not readable from outside).
+    pages = int(connection.execute("PRAGMA page_count").fetchone()[0])
     wal = live.with_name("inklink.db-wal").read_bytes()
     frame = 24 + page_size
     newest_page_one = max(
@@ -48,8 +55,7 @@ def _crash_mid_checkpoint(folder: Path) -> Path:
     connection.close()
     with crashed.open("r+b") as handle:
         handle.write(wal[newest_page_one + 24 : newest_page_one + 24 + page_size])
-    header = crashed.read_bytes()[:100]
-    assert crashed.stat().st_size < int.from_bytes(header[28:32], "big") * page_size
+    assert crashed.stat().st_size < pages * page_size
     return crashed
 
 
@@ -85,7 +91,7 @@ def test_the_copy_kept_aside_by_a_restore_is_never_rotated_away(tmp_path: Path) 
 
 def test_an_empty_version_table_beside_a_studios_tables_is_adopted(tmp_path: Path) -> None:
     db = legacy_database(tmp_path / "inklink.db")
-    connection = sqlite3.connect(db)
+    connection = connect(db)
     connection.execute(
         "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
         "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
@@ -112,8 +118,9 @@ def test_an_engine_handed_to_env_gets_the_runners_single_transaction(tmp_path: P
 from alembic import command
 from sqlalchemy import create_engine
 from data.db.runner import alembic_config
+from data.db.session import database_url
 config = alembic_config()
-config.attributes["connection"] = create_engine("sqlite:///{db}")
+config.attributes["connection"] = create_engine(database_url("{db}"))
 try:
     command.upgrade(config, "head")
 except Exception as exc:
@@ -142,10 +149,7 @@ def test_a_hot_journal_beside_a_damaged_file_does_not_hide_the_damage(
     tmp_path: Path, journal: str
 ) -> None:
     """Skipping the length check for a pending recovery must not let real damage through."""
-    db = make_studio(tmp_path / "inklink.db", clients=200)
-    connection = sqlite3.connect(db)
-    connection.execute("PRAGMA journal_mode = DELETE")
-    connection.close()
+    db = out_of_wal(make_studio(tmp_path / "inklink.db", clients=200))
     data = db.read_bytes()
     db.write_bytes(data[: len(data) // 2])
     db.with_name(db.name + journal).write_bytes(b"\x00" * 512)  # not a valid journal

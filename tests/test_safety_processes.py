@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,8 +16,12 @@ from data.db.head import HEAD_REVISION
 from data.db.runner import ensure_current
 from data.db.session import create_app_engine
 from tests.conftest import PROJECT_ROOT, run_alembic, sqlite_url, subprocess_env
+from tests.file_kind import connect
 from tests.scratch import Revision, ScratchProject, query
 from tests.test_safety_upgrade import make_studio
+
+# On a plain file and on an encrypted one (see conftest.file_kind).
+pytestmark = pytest.mark.usefixtures("file_kind")
 
 WAIT_THEN_INIT = """
 import os, sys, time
@@ -153,7 +156,7 @@ ROWS = 300_000
 
 def _big_studio(db: Path) -> None:
     make_studio(db, clients=50)
-    connection = sqlite3.connect(db)
+    connection = connect(db)
     with connection:
         connection.executemany(
             "INSERT INTO transactions (client_id, session_id, kind, method, amount_cents,"
@@ -230,7 +233,7 @@ def test_sigkill_at_any_moment_of_a_long_upgrade_loses_nothing(tmp_path: Path) -
     # the copies below read the file (any close of a descriptor drops them), and a child
     # that then found itself the file's last user would delete the -wal and -shm under it;
     # its next read (or checkpoint) through them damaged the file (the test's own doing).
-    checkpoint = sqlite3.connect(db)
+    checkpoint = connect(db)
     try:
         checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:

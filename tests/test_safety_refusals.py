@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,9 +30,13 @@ from tests.conftest import (
     small_disk,
     sqlite_url,
 )
+from tests.file_kind import connect, studio_key
 from tests.scratch import query
 from tests.studio_data import seed_baseline_rows, studio_invariants
 from tests.test_safety_upgrade import make_studio
+
+# On a plain file and on an encrypted one (see conftest.file_kind).
+pytestmark = pytest.mark.usefixtures("file_kind")
 
 
 def run_runner(db_path: Path) -> str:
@@ -44,9 +47,9 @@ def run_runner(db_path: Path) -> str:
         engine.dispose()
 
 
-def _plain_copy(db: Path) -> Path:
+def out_of_wal(db: Path) -> Path:
     """Leave WAL mode so every page is in the main file, as a damaged file would be found."""
-    connection = sqlite3.connect(db)
+    connection = connect(db)
     connection.execute("PRAGMA journal_mode = DELETE")
     connection.close()
     return db
@@ -58,9 +61,9 @@ def not_a_database(path: Path) -> None:
 
 def corrupted_pages(path: Path) -> None:
     make_studio(path, clients=200)
-    _plain_copy(path)
-    page_size = query(path, "PRAGMA page_size")[0][0]
-    assert isinstance(page_size, int)
+    out_of_wal(path)
+    # (SQLCipher answers this PRAGMA with text.)
+    page_size = int(str(query(path, "PRAGMA page_size")[0][0]))
     with path.open("r+b") as handle:  # scribble over the b-tree header of two pages
         for page in (3, 5):
             handle.seek(page_size * (page - 1))
@@ -69,14 +72,14 @@ def corrupted_pages(path: Path) -> None:
 
 def truncated(path: Path) -> None:
     make_studio(path, clients=200)
-    _plain_copy(path)
+    out_of_wal(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2 + 100])
 
 
 def unknown_revision(path: Path) -> None:
     make_studio(path)
-    connection = sqlite3.connect(path)
+    connection = connect(path)
     with connection:
         connection.execute("UPDATE alembic_version SET version_num = 'f00dfacef00d'")
     connection.close()
@@ -84,7 +87,7 @@ def unknown_revision(path: Path) -> None:
 
 def legacy_mismatch(path: Path) -> None:
     schema = LEGACY_SQL.read_text().replace("phone VARCHAR(40)", "phone_number VARCHAR(40)")
-    connection = sqlite3.connect(path)
+    connection = connect(path)
     connection.executescript(schema)
     connection.close()
 
@@ -136,6 +139,7 @@ def test_app_start_prints_the_refusal_for_people_when_uncaught(tmp_path: Path, c
     assert last.startswith(f"data.db.errors.{error.__name__}: Database {db}:")
     assert found.split(":")[0] in last
     assert sha256(db) == digest
+    assert not studio_key() or studio_key() not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("case", ["corrupted pages", "unknown revision", "not a database"])
@@ -150,6 +154,7 @@ def test_alembic_command_refuses_the_same_files(tmp_path: Path, case: str) -> No
     assert f"FAILED: Database {db}:" in output
     assert found.split(":")[0] in output
     assert "Traceback" not in output
+    assert not studio_key() or studio_key() not in output
     assert sha256(db) == digest
 
 

@@ -16,6 +16,7 @@ from data.db.runner import ensure_current
 from data.db.schema import sqlite_snapshot
 from data.db.session import create_app_engine
 from tests.conftest import db_versions, sha256, sqlite_url
+from tests.file_kind import connect, is_encrypted, studio_key
 from tests.scratch import Revision, ScratchProject, outcome_line, query
 from tests.studio_data import seed_baseline_rows, studio_invariants
 
@@ -29,11 +30,13 @@ def make_studio(db_path: Path, clients: int = 20) -> Path:
         connection.exec_driver_sql("SELECT 1")
     engine.dispose()
     seed_baseline_rows(db_path, clients=clients)
+    # With INKLINK_DB_KEY set (the encrypted runs of conftest.file_kind), encrypted.
+    assert is_encrypted(db_path) == bool(studio_key())
     return db_path
 
 
 def schema(db_path: Path) -> object:
-    connection = sqlite3.connect(db_path)
+    connection = connect(db_path)
     try:
         return sqlite_snapshot(lambda sql: connection.execute(sql).fetchall())
     finally:
@@ -244,7 +247,7 @@ def test_outcome_progress_and_backup_of_an_upgrade(tmp_path: Path) -> None:
 
 
 def _touch_client(db: Path, n: int) -> None:
-    connection = sqlite3.connect(db)
+    connection = connect(db)
     with connection:
         connection.execute("UPDATE clients SET notes = ? WHERE id = 1", (f"change {n}",))
     connection.close()

@@ -24,6 +24,7 @@ import pytest
 from data.db.head import read_history, recorded_history
 from data.db.revision_lint import lint_files, parse_revision
 from tests.conftest import run_alembic
+from tests.file_kind import is_encrypted
 from tests.test_data_preservation import (
     MIGRATIONS,
     assert_kept,
@@ -392,8 +393,18 @@ def ruff(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("change", CHANGES, ids=[change.id for change in CHANGES])
-def test_schema_change(change: Change, tmp_path: Path) -> None:
+# Two worked examples also run on an encrypted studio (conftest.file_kind): the file made
+# encrypted, autogenerate and the alembic command run against it.
+ON_ENCRYPTED = ("add-nullable-column", "rename-column")
+CASES = [pytest.param(change, "plain", id=change.id) for change in CHANGES] + [
+    pytest.param(change, "encrypted", id=f"{change.id}-encrypted")
+    for change in CHANGES
+    if change.id in ON_ENCRYPTED
+]
+
+
+@pytest.mark.parametrize(("change", "file_kind"), CASES, indirect=["file_kind"])
+def test_schema_change(change: Change, file_kind: str, tmp_path: Path) -> None:
     root = scratch_project(tmp_path)
     versions = root / "migrations" / "versions"
     db = tmp_path / "studio" / "inklink.db"
@@ -476,3 +487,4 @@ def test_schema_change(change: Change, tmp_path: Path) -> None:
     alembic("upgrade", "head")
     assert version(db) == [new_head[1]]
     rows_kept("after upgrading again", change.after_upgrade)
+    assert is_encrypted(db) == (file_kind == "encrypted")

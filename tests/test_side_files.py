@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_python, sha256, subprocess_env
+from tests.file_kind import connect, is_encrypted, studio_key
+
+# On a plain file and on an encrypted one (see conftest.file_kind).
+pytestmark = pytest.mark.usefixtures("file_kind")
 
 INIT_DB = """
 from data.db.session import init_db
@@ -31,8 +36,9 @@ except DataLayerError as exc:
 # Commits rows in WAL mode with checkpoints off, says so, then waits to be killed: the
 # -wal (with the committed rows) and its -shm stay behind as a crash leaves them.
 WAL_WRITER = """
-import sqlite3, sys, time
-connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+import sys, time
+from tests.file_kind import connect, is_encrypted, studio_key
+connection = connect(sys.argv[1], isolation_level=None)
 connection.execute("PRAGMA journal_mode = WAL")
 connection.execute("PRAGMA wal_autocheckpoint = 0")
 for number in range(int(sys.argv[2])):
@@ -48,8 +54,9 @@ time.sleep(600)
 # Starts a write in rollback-journal mode that spills to the file, then waits to be killed:
 # the -journal left behind is hot.
 JOURNAL_WRITER = """
-import sqlite3, sys, time
-connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+import sys, time
+from tests.file_kind import connect, is_encrypted, studio_key
+connection = connect(sys.argv[1], isolation_level=None)
 connection.execute("PRAGMA journal_mode = DELETE")
 connection.execute("PRAGMA cache_size = 1")
 connection.execute("BEGIN")
@@ -63,7 +70,7 @@ def studio(path: Path, clients: int) -> Path:
     """A database at head through init_db(), with ``clients`` rows, closed cleanly."""
     result = run_python(INIT_DB, path)
     assert "ACTION created" in result.stdout, result.stdout + result.stderr
-    connection = sqlite3.connect(path, isolation_level=None)
+    connection = connect(path, isolation_level=None)
     try:
         for number in range(clients):
             connection.execute(
@@ -76,11 +83,12 @@ def studio(path: Path, clients: int) -> Path:
         connection.close()
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+    assert is_encrypted(path) == bool(studio_key())
     return path
 
 
 def count_clients(path: Path) -> int:
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    connection = connect(path, read_only=True)
     try:
         return int(connection.execute("SELECT count(*) FROM clients").fetchone()[0])
     finally:
@@ -154,7 +162,7 @@ def test_a_foreign_hot_journal_is_kept_first_and_no_message_claims_nothing_chang
     db.parent.mkdir(parents=True)
     other = tmp_path / "other.db"
     for path, rows in ((db, 40), (other, 400)):
-        connection = sqlite3.connect(path, isolation_level=None)
+        connection = connect(path, isolation_level=None)
         connection.execute("CREATE TABLE filler (id INTEGER PRIMARY KEY, payload TEXT)")
         connection.executemany(
             "INSERT INTO filler (payload) VALUES (?)", [("x" * 500,) for _ in range(rows)]

@@ -1,4 +1,6 @@
-"""``python -m data.db backup [--if-due] | list-backups | restore BACKUP``: backups from a terminal.
+"""``inklink-db backup [--if-due] | list-backups | restore BACKUP``: backups from a terminal.
+
+The functions and argument builders ``data/db/__main__.py``'s ``COMMANDS`` table registers.
 
 For a system scheduler (cron, Task Scheduler, launchd) as much as for a person. The second
 place is ``INKLINK_BACKUP_DIR`` or ``--to``. Exit codes: 0 done (a verified backup made or
@@ -15,10 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from data.db.errors import DataLayerError
-
-OK, ATTENTION, REFUSED, USAGE = 0, 1, 2, 64
-BACKUP_COMMANDS = ("backup", "list-backups", "restore")
+OK, ATTENTION, REFUSED = 0, 1, 2
 
 
 def _target() -> tuple[Path, object]:
@@ -119,30 +118,3 @@ def _second_place_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the second place (default: INKLINK_BACKUP_DIR)",
     )
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(USAGE, f"{self.prog}: error: {message}\n")
-
-
-def run(argv: list[str]) -> int:
-    """``python -m data.db`` hands its arguments here when the first is a backup command."""
-    parser = _Parser(prog="python -m data.db")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name, adder, runner, text in (
-        ("backup", backup_arguments, backup, "make a verified backup (now, or --if-due)"),
-        ("list-backups", list_arguments, list_backups, "list the backups in both places"),
-        ("restore", restore_arguments, restore, "restore a backup, then bring it to head"),
-    ):
-        command = sub.add_parser(name, help=text, description=text)
-        adder(command)
-        command.set_defaults(run=runner)
-    args = parser.parse_args(argv)
-    try:
-        code: int = args.run(args)
-        return code
-    except DataLayerError as exc:
-        print(exc, file=sys.stderr)
-        return REFUSED

@@ -172,18 +172,9 @@ def _make(
 
 
 def _server_copier(engine: Engine) -> Any:
-    """A server's copy: a portable SQLite file made by the server move's export (issue 15)."""
-    import importlib
-
-    try:
-        # Until the server move (issue 15) is merged, the seam: looked up by name.
-        export_database = importlib.import_module("data.db.move").export_database
-    except (ImportError, AttributeError) as exc:
-        raise BackupError(
-            engine.url.render_as_string(hide_password=True),
-            "a backup of a server is a portable copy made by `export`, which this build lacks",
-            "Back the server up with pg_dump meanwhile.",
-        ) from exc
+    """A server's copy: a portable SQLite file at head, made by the server move's verified
+    export (``data.db.move.export_database``), under a temporary name until it is whole."""
+    from data.db.move import export_database
 
     def copy(target: Path) -> None:
         partial = target.with_name(target.name + ".partial")

@@ -116,6 +116,29 @@ class ReadOnlySessionError(DataLayerError):
     """Something tried to write through a reading session (``ReadSessionLocal``)."""
 
 
+class UnmovableRowsError(DataLayerError):
+    """Saved rows the other database would refuse (over-long text, NUL, non-integer money,
+    ...): a copy would stop half-way, so it does not start. ``findings`` lists each row."""
+
+    def __init__(self, database: str, found: str, action: str, findings: tuple[str, ...]) -> None:
+        self.findings = findings
+        super().__init__(database, found, action)
+
+
+class TargetNotEmptyError(DataLayerError):
+    """The database a copy goes into already holds studio rows, or the file already exists."""
+
+
+class CopyMismatchError(DataLayerError):
+    """Before commit, the copy differed from its source (counts, row hashes or totals); the
+    copy was rolled back whole."""
+
+
+class CopyFailedError(DataLayerError):
+    """A copy between databases failed part-way; the copy was rolled back whole and the
+    source was not changed. The original error is chained."""
+
+
 class UnexpectedDatabaseError(DataLayerError):
     """Something no known state explains went wrong; the original error is chained."""
 

@@ -98,6 +98,77 @@ class RevisionProgress:
         return f"RevisionProgress({self.number}/{self.total} {self.revision}: {self.description})"
 
 
+class CopyProgress(RevisionProgress):
+    """A step of a copy between databases (``move-to``, ``export``), in the shape of a
+    revision's step, so one splash-screen callback serves init_db() and a copy alike:
+    ``number`` rows copied of ``total`` (all tables), ``description`` says which table.
+    ``table``, ``table_rows`` and ``table_total`` are the same for the current table
+    (``table_number`` of ``tables``), for a bar per table. ``revision`` is the head both
+    databases are at.
+    """
+
+    __slots__ = ("table", "table_number", "table_rows", "table_total", "tables")
+
+    def __init__(
+        self,
+        revision: str,
+        table: str,
+        table_rows: int,
+        table_total: int,
+        table_number: int,
+        tables: int,
+        number: int,
+        total: int,
+    ) -> None:
+        description = f"copying {table}: {table_rows:,} of {table_total:,} rows"
+        super().__init__(revision, description, number, total)
+        self.table = table
+        self.table_rows = table_rows
+        self.table_total = table_total
+        self.table_number = table_number
+        self.tables = tables
+
+    def __repr__(self) -> str:
+        return f"CopyProgress({self.number}/{self.total}: {self.description})"
+
+
+class CopyOutcome:
+    """What a verified copy did: ``rows`` per table, both databases at ``revision``.
+
+    ``backup_path`` is the source's backup when it was upgraded first; ``seconds`` the time
+    the copy transaction took (reading, writing and verifying).
+    """
+
+    __slots__ = ("backup_path", "revision", "rows", "seconds", "source", "target")
+
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        revision: str,
+        rows: dict[str, int],
+        seconds: float,
+        backup_path: Path | None = None,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.revision = revision
+        self.rows = rows
+        self.seconds = seconds
+        self.backup_path = backup_path
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{table} {count:,}" for table, count in self.rows.items())
+        rate = sum(self.rows.values()) / self.seconds if self.seconds > 0 else 0.0
+        text = (
+            f"copied {self.source} to {self.target} at revision {self.revision}: {counts} "
+            f"rows in {self.seconds:.1f} s ({rate:,.0f} rows/s), verified before commit"
+        )
+        if self.backup_path is not None:
+            text += f" (source backed up to {self.backup_path} before its upgrade)"
+        return text
+
+
 ProgressCallback = Callable[[RevisionProgress], None]
 
 
@@ -161,3 +232,64 @@ class BackupReport:
         lines.extend(f"  removed by retention: {path}" for path in self.removed)
         lines.extend(f"  warning: {message}" for message in self.warnings)
         return "\n".join(lines)
+
+
+IntegrityStatus = Literal["ok", "damaged", "not checked"]
+
+
+class IntegrityReport:
+    """What the whole-file check found (``check_database()``), for the app to show.
+
+    ``status`` is ``ok``, ``damaged`` (``problems`` says what SQLite found) or
+    ``not checked`` (``problems`` says why: a server checks its own pages, or the file could
+    not be read). ``last_good_backup`` is the way back from a damaged file: the newest
+    backup that passes the same check (``None`` when none does, or none was made).
+    """
+
+    __slots__ = ("database", "last_good_backup", "problems", "seconds", "status")
+
+    def __init__(
+        self,
+        status: IntegrityStatus,
+        database: str,
+        problems: tuple[str, ...] = (),
+        last_good_backup: Path | None = None,
+        seconds: float = 0.0,
+    ) -> None:
+        self.status: IntegrityStatus = status
+        self.database = database
+        self.problems = problems
+        self.last_good_backup = last_good_backup
+        self.seconds = seconds
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"IntegrityReport({fields})"
+
+    def describe(self) -> str:
+        """One message for a person: what was found, and the way back when it is damaged."""
+        if self.status == "ok":
+            return f"Database {self.database}: every page checked, no damage found."
+        found = "; ".join(self.problems[:3])
+        if self.status == "not checked":
+            return f"Database {self.database}: not checked ({found})."
+        way_back = (
+            f"The last good backup is {self.last_good_backup}: close every InkLinkOS window "
+            "and restore it (data.migration.backup.restore_backup), then re-enter what was "
+            "saved since it was made. Keep the damaged file (the restore keeps it in the "
+            "'backups' folder) and contact support, who may recover more from it."
+            if self.last_good_backup is not None
+            else "No backup passes the check either: contact support before working on, and "
+            "keep the file as it is."
+        )
+        return (
+            f"Database {self.database}: the file is damaged (SQLite integrity check: "
+            f"{found}). {way_back}"
+        )
+
+
+IntegrityCallback = Callable[[IntegrityReport], None]

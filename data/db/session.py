@@ -17,7 +17,15 @@ from data.db.policy import apply_app_policy, read_only_options
 from data.db.refusals import explain_refusals
 
 if TYPE_CHECKING:
-    from data.db.outcome import BackupReport, ProgressCallback, UpgradeOutcome
+    import threading
+
+    from data.db.outcome import (
+        BackupReport,
+        IntegrityCallback,
+        IntegrityReport,
+        ProgressCallback,
+        UpgradeOutcome,
+    )
     from data.migration.schedule import BackupPolicy
 
 APP_NAME = "InkLinkOS"
@@ -206,6 +214,39 @@ def backup_if_due(
     from data.db.backups import backup_if_due as backup_when_due
 
     return backup_when_due(DB_PATH, engine=engine, second_place=second_place, policy=policy)
+
+
+def check_database() -> IntegrityReport:
+    """Check every page of the database, writing nothing; call after start, not before.
+
+    An upgrade checks only what it touched, so damage elsewhere in the file (a bad disk
+    sector, a copy cut short) is found here: ``report.describe()`` says what was found and
+    names the last backup that passes the same check, the way back. On SQLite it reads the
+    whole file (about 10 ms per MB) through a reading connection, which in WAL mode never
+    holds up a save. ``python -m data.db verify`` runs the same check.
+    """
+    from data.migration.runner import check_whole_database
+
+    return check_whole_database(engine)
+
+
+def check_database_in_background(on_done: IntegrityCallback) -> threading.Thread:
+    """``check_database()`` in a daemon thread; ``on_done(report)`` is called from that
+    thread when it ends (hand it to the UI thread to show a damaged report)."""
+    import threading
+
+    def run() -> None:
+        try:
+            report = check_database()
+        except Exception as exc:  # the callback is called whatever happens
+            from data.db.outcome import IntegrityReport
+
+            report = IntegrityReport("not checked", display_database(), (str(exc),))
+        on_done(report)
+
+    worker = threading.Thread(target=run, name="inklink-integrity-check", daemon=True)
+    worker.start()
+    return worker
 
 
 def display_database() -> str:

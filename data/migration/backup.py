@@ -14,10 +14,10 @@ import errno
 import json
 import logging
 import os
-import shutil
 import time
 from glob import escape as glob_escape
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 from data.db import keys
@@ -25,7 +25,7 @@ from data.db.errors import UNCHANGED, BackupError, DatabaseBusyError, DataLayerE
 from data.db.file_modes import create_private_file, make_private_folder
 from data.migration import raw_sqlite
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
-from data.migration.sqlite_file import check_location, inspect_sqlite_file
+from data.migration.sqlite_file import check_location, inspect_sqlite_file, whole_file_problems
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,29 @@ def list_backups(db_path: Path) -> list[Path]:
     return [folder / str(entry["file"]) for entry in _recorded(db_path, BACKUP)]
 
 
+def last_good_backup(db_path: Path, key: keys.DatabaseKey | None = None) -> Path | None:
+    """The newest recorded backup of ``db_path`` whose every page passes SQLite's check.
+
+    The way back from damage found after start: the newest backup may have been made from
+    the damaged file itself (an upgrade copies the file as it is, then checks only what it
+    touched), so each is checked, newest first, until one passes. The backups of an
+    encrypted database have its key and salt: ``key`` opens them.
+    """
+    for candidate in list_backups(db_path):
+        try:
+            if not whole_file_problems(candidate, read_only=True, key=key):
+                return candidate
+        except raw_sqlite.IO_ERRORS as exc:
+            log.warning("backup %s could not be checked: %s", candidate, exc)
+    return None
+
+
+def recorded_backups(db_path: Path) -> list[dict[str, Any]]:
+    """The record's entries for ``list_backups(db_path)``, newest first: ``file``, ``made_at``
+    (UTC), ``revision``, ``size`` and whatever else was recorded."""
+    return _recorded(db_path, BACKUP)
+
+
 # --- the fingerprint -------------------------------------------------------------------------
 
 
@@ -179,33 +202,49 @@ def source_fingerprint(db_path: Path) -> Fingerprint | None:
 # --- making copies ---------------------------------------------------------------------------
 
 
-def _copy(source: Path, target: Path, key: keys.DatabaseKey | None = None) -> None:
+def _copy(
+    source: Path,
+    target: Path,
+    key: keys.DatabaseKey | None = None,
+    *,
+    take_the_lock: bool = True,
+) -> None:
     """Copy ``source`` to the new file ``target``, consistently, owner-only from the start.
+
+    The file's bytes are copied holding its write lock (``raw_sqlite.copy_file``); a caller
+    that already holds that lock on another connection (a restore) passes
+    ``take_the_lock=False`` and gets the backup API, which reads through the lock.
 
     Written under a temporary name, flushed to disk and renamed when complete: a crash
     mid-copy never leaves something that looks like a backup. An encrypted ``source`` (its
     ``key`` given) gives an encrypted copy under the same key and the same salt, so the
-    copy has the database's identity: the keyring entry and the recovery key open it too.
+    copy has the database's identity: the keyring entry and the recovery key open it too
+    (the bytes copied are the encrypted pages, salt included).
     """
     partial = target.with_name(target.name + ".partial")
     # Only this database's own leftovers: the folder may hold another database's copy in
     # progress (its lock is its own).
     for stale in target.parent.glob(f"{glob_escape(source.stem)}-*.partial*"):
         stale.unlink(missing_ok=True)
+    source_key = key.pragma() if key else None
     try:
         if not create_private_file(partial):  # 0600 whatever the umask, before SQLite opens it
             raise FileExistsError(errno.EEXIST, "a partial backup is in the way", str(partial))
-        src = raw_sqlite.connect(source, key=key.pragma() if key else None)
-        try:
-            dst = raw_sqlite.connect(partial, key=key.pragma(keys.salt_of(source)) if key else None)
+        if take_the_lock:
+            if not raw_sqlite.copy_file(source, partial, key=source_key):
+                log.info("%s: copied through the backup API (its WAL could not be emptied)", source)
+        else:  # the caller holds the source's write lock on another connection
+            src = raw_sqlite.connect(source, key=source_key)
             try:
-                raw_sqlite.backup(src, dst)
-                # A copy left in WAL mode may not open read-only later: a backup is one file.
-                dst.execute("PRAGMA journal_mode = DELETE")
+                raw_sqlite.backup_into(src, partial, key=raw_sqlite.copy_key(source, source_key))
             finally:
-                dst.close()
+                src.close()
+        dst = raw_sqlite.connect(partial, key=source_key)
+        try:
+            # A copy left in WAL mode may not open read-only later: a backup is one file.
+            dst.execute("PRAGMA journal_mode = DELETE")
         finally:
-            src.close()
+            dst.close()
         # Opened for writing: Windows flushes (FlushFileBuffers) only a writable handle.
         descriptor = os.open(partial, os.O_RDWR | getattr(os, "O_BINARY", 0))
         try:
@@ -270,16 +309,25 @@ def _rotate(db_path: Path, keep: int, made: Path) -> None:
 
 
 def backup_database(
-    db_path: Path, *, label: str, keep: int = KEEP_BACKUPS, key: keys.DatabaseKey | None = None
+    db_path: Path,
+    *,
+    label: str,
+    keep: int = KEEP_BACKUPS,
+    key: keys.DatabaseKey | EllipsisType | None = ...,
 ) -> Path:
     """Copy ``db_path`` into the backup folder, record it, keep only the newest ``keep``.
 
     When the file is unchanged since the newest recorded backup (same fingerprint), that
     backup is returned and nothing is copied or rotated: a start that fails the same way
     every time never pushes older history out. ``label`` is the revision the file is at.
-    An encrypted database (its ``key`` given) is copied encrypted, under the same key.
-    Callers hold the migration lock (the runner does), so the record has one writer.
+    An encrypted database is copied encrypted, under the same key and salt. ``key`` is its
+    key, or None for a plain file; not given, it is found as ``restore_backup`` finds a
+    backup's (which opens the file to read its header: a caller that keeps connections to
+    it, like the runner, passes ``key``). Callers hold the migration lock (the runner
+    does), so the record has one writer.
     """
+    if key is ...:
+        key = keys.key_for(db_path) if keys.looks_encrypted(db_path) else None
     folder = backup_folder(db_path)
     target = folder / f"{db_path.stem}-{_stamp()}-{label or 'none'}.db"
     fingerprint = source_fingerprint(db_path)  # before the copy: the copy holds at least this
@@ -411,7 +459,7 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
             def copy_aside() -> None:
                 # Runs holding the database's write lock: every commit so far is in the copy.
                 if had_content:
-                    _copy(db_path, aside, key)
+                    _copy(db_path, aside, key, take_the_lock=False)
                     _add_to_record(db_path, aside, REPLACED, restored_from=str(backup))
 
             make_private_folder(folder)
@@ -458,7 +506,7 @@ def _busy(display: str, timeout: float) -> DatabaseBusyError:
 
 
 def keep_before_recovery(db_path: Path) -> Path:
-    """Copy the database and every side file beside it, byte for byte, before SQLite opens it.
+    """Copy the database and the side files SQLite replays, byte for byte, before it opens it.
 
     SQLite replays a ``-wal`` or hot ``-journal`` into the database on first open, whatever
     database it came from. This copy, taken first, is the way back when a side file did not
@@ -467,17 +515,21 @@ def keep_before_recovery(db_path: Path) -> Path:
     folder = backup_folder(db_path) / f"{db_path.stem}-before-recovery-{_stamp()}"
     make_private_folder(backup_folder(db_path))
     make_private_folder(folder)
-    for source in (db_path, *(raw_sqlite.side_file(db_path, s) for s in raw_sqlite.SIDE_SUFFIXES)):
+    # Not the -shm: it is an index of the -wal, rebuilt from it when missing, and reading it
+    # is no use here. The database is read through this process's kept descriptor (see
+    # raw_sqlite.read_at): this process may hold SQLite connections to it.
+    suffixes = (raw_sqlite.WAL_SUFFIX, raw_sqlite.JOURNAL_SUFFIX)
+    for source in (db_path, *(raw_sqlite.side_file(db_path, s) for s in suffixes)):
         if not source.is_file():
             continue
         target = folder / source.name
-        with (
-            source.open("rb") as handle,
-            open(target, "xb", opener=lambda p, f: os.open(p, f, 0o600)) as out,
-        ):
-            shutil.copyfileobj(handle, out)
-            out.flush()
-            os.fsync(out.fileno())
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        raw_sqlite.copy_bytes(source, target)
+        descriptor = os.open(target, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
     _sync_folder(folder)
     log.warning("kept %s and its side files as they were in %s, before recovery", db_path, folder)
     return folder

@@ -28,6 +28,7 @@ from data.db.errors import (
     ADVICE_KEY,
     UNCHANGED,
     DatabaseKeyError,
+    DataLayerError,
     NotADatabaseError,
     NotEnoughDiskSpaceError,
     UnexpectedDatabaseError,
@@ -40,10 +41,12 @@ from data.migration.backup import (
     _read_record,
     _sync_folder,
     _write_record,
+    backup_database,
     backup_folder,
 )
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
 from data.migration.sqlite_file import check_location, inspect_sqlite_file, side_files
+from data.migration.state import FileState
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class KeyChange:
     new_key_hex: str | None = field(default=None, repr=False)
     removed: list[Path] = field(default_factory=list)
     verified: dict[str, int] = field(default_factory=dict)
+    #: The encrypted backup made right after the change and compared with the database.
+    backup: Path | None = None
     note: str = ""
 
 
@@ -128,17 +133,24 @@ _CLIENT_TOTALS = {
 
 
 def compare(
-    display: str, original: raw_sqlite.Connection, copy: raw_sqlite.Connection
+    display: str,
+    original: raw_sqlite.Connection,
+    copy: raw_sqlite.Connection,
+    *,
+    schema_record: bool = True,
 ) -> dict[str, int]:
     """Refuse a copy that is not the original: integrity, schema, header's user_version,
-    every table's rows (count and content) and the per-client totals. Returns row counts."""
+    every table's rows (count and content) and the per-client totals. Returns row counts.
+
+    ``schema_record=False`` for a copy made by the online backup API, which gives the copy
+    a schema cookie of SQLite's choosing (so its next start verifies the schema again)."""
     problems: list[str] = []
     integrity = [str(row[0]) for row in copy.execute("PRAGMA integrity_check")]
     if integrity != ["ok"]:
         problems.append("integrity check: " + "; ".join(integrity[:3]))
     if _schema(original) != _schema(copy):
         problems.append("the schema differs")
-    if _schema_record(original) != _schema_record(copy):
+    if schema_record and _schema_record(original) != _schema_record(copy):
         problems.append("the schema record (user_version) differs")
     counts: dict[str, int] = {}
     for table in _tables(original):
@@ -294,13 +306,51 @@ def _export_verified(
     return counts
 
 
-def _classified(db_path: Path, *, must_exist: str) -> bool:
-    """Refuse what the runner refuses; True when the file is encrypted."""
+def _classified(db_path: Path, *, must_exist: str) -> FileState:
+    """Refuse what the runner refuses; what the file is (``encrypted``, ``versions``)."""
     check_location(db_path)
     state = inspect_sqlite_file(db_path)
     if not state.exists or state.size == 0:
         raise NotADatabaseError(str(db_path), "there is no database at this path", must_exist)
-    return state.encrypted
+    return state
+
+
+def _verified_backup(
+    db_path: Path, key: keys.DatabaseKey, state: FileState
+) -> tuple[Path | None, str]:
+    """A backup of the database just encrypted or rekeyed, through ``backup_database`` (under
+    its key, recorded, rotated), compared with the database like the converted copy was.
+
+    ``encrypt`` removes every plain backup, and ``rekey`` rewrites every page (and changes
+    the older backups' keys in place, which may fail for some): without this there would be
+    no backup known to restore the database as it is now until the next upgrade. A failure
+    does not undo the change (the database is sound and its key kept): it is returned as a
+    note for the command to show (naming a copy that did not match). Returns (the backup,
+    "") or (None, the note); callers hold the migration lock.
+    """
+    display = str(db_path)
+    label = state.versions[0] if len(state.versions) == 1 else "none"
+    made: Path | None = None
+    try:
+        # No connection of this process is open on the database while backup_database
+        # reads its header (closing that descriptor would drop such a connection's locks).
+        made = backup_database(db_path, label=label, key=key)
+        copy = raw_sqlite.connect(made, key=key.pragma(), read_only=True)
+        try:
+            with _write_locked(db_path, key) as source:
+                compare(display, source, copy, schema_record=False)
+        finally:
+            copy.close()
+    except Exception as exc:
+        if not isinstance(exc, (DataLayerError, *raw_sqlite.IO_ERRORS)):
+            raise
+        log.warning("%s: no verified backup after the key change (%s)", display, exc)
+        where = f" ({made} does not match it)" if made is not None else ""
+        return None, (
+            f"No verified backup could be made after it{where}: {exc}. Back the database "
+            "up before its next change."
+        )
+    return made, ""
 
 
 def encrypt_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> KeyChange:
@@ -313,7 +363,8 @@ def encrypt_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECOND
     """
     display = str(db_path)
     with migration_lock(db_path, lock_timeout):
-        if _classified(db_path, must_exist="Check DB_PATH. " + UNCHANGED):
+        state = _classified(db_path, must_exist="Check DB_PATH. " + UNCHANGED)
+        if state.encrypted:
             return KeyChange(db_path, "already encrypted", note="Nothing was changed.")
         _check_space(display, db_path, db_path.stat().st_size)
         given = keys.key_from_environment(display)
@@ -342,6 +393,7 @@ def encrypt_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECOND
         removed = [side for side in (wal, journal) if shred(side)]
         shm.unlink(missing_ok=True)  # an index, no rows
         removed += remove_plain_copies(db_path)
+        backup, note = _verified_backup(db_path, key, state)
     log.info("encrypted %s (%d tables verified)", db_path, len(counts))
     return KeyChange(
         db_path,
@@ -350,6 +402,8 @@ def encrypt_database(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECOND
         key_kept_in="environment" if given else "keyring",
         removed=removed,
         verified=counts,
+        backup=backup,
+        note=note,
     )
 
 
@@ -372,7 +426,8 @@ def rekey_database(
     """
     display = str(db_path)
     with migration_lock(db_path, lock_timeout):
-        if not _classified(db_path, must_exist="Check DB_PATH. " + UNCHANGED):
+        state = _classified(db_path, must_exist="Check DB_PATH. " + UNCHANGED)
+        if not state.encrypted:
             raise DatabaseKeyError(
                 display,
                 "it is not encrypted, so it has no key to change",
@@ -412,7 +467,9 @@ def rekey_database(
             keys.store_in_keyring(display, salt, new)
             keys.forget_in_keyring(salt, pending=True)
         keys.remember(db_path, salt, new)
-        change.note = _rekey_backups(db_path, old, new)
+        kept_old_key = _rekey_backups(db_path, old, new)
+        change.backup, note = _verified_backup(db_path, new, state)
+        change.note = " ".join(text for text in (kept_old_key, note) if text)
     log.info("changed the key of %s", db_path)
     return change
 
@@ -473,7 +530,7 @@ def decrypt_in_place(db_path: Path, *, lock_timeout: float = LOCK_TIMEOUT_SECOND
 
 def _encrypted_key(db_path: Path) -> keys.DatabaseKey:
     display = str(db_path)
-    if not _classified(db_path, must_exist="Check DB_PATH. " + UNCHANGED):
+    if not _classified(db_path, must_exist="Check DB_PATH. " + UNCHANGED).encrypted:
         raise DatabaseKeyError(
             display, "it is not encrypted", "Copy the file itself for support. " + UNCHANGED
         )

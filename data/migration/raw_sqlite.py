@@ -13,13 +13,17 @@ part of the tuples below. Both ends of a backup use the same driver.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import shutil
 import sqlite3
 import stat
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import cast
@@ -153,6 +157,107 @@ def backup(source: Connection, target: Connection) -> None:
     source.backup(target)
 
 
+# How long a backup waits for another window's save before it reads a snapshot instead
+# (the backup API): a save takes milliseconds, and the snapshot copy is correct, only slower.
+COPY_LOCK_WAIT_SECONDS = 1.0
+
+
+def copy_file(source_path: Path, target_path: Path, *, key: str | None = None) -> bool:
+    """Copy the database ``source_path`` into the file ``target_path`` consistently, as fast
+    as ``cp``.
+
+    Holding the source's write lock (``BEGIN IMMEDIATE``), nothing can change the main file:
+    no other connection can commit, and in WAL mode a checkpoint has nothing to copy once the
+    WAL was checkpointed and truncated first. Then the file's bytes are the database, and the
+    operating system copies them (``sendfile``), about two to three times faster than the
+    backup API, which goes through both connections' page caches. When the WAL could not be
+    emptied (a reader held it, or a commit came between), the backup API copies instead.
+    An encrypted source (``key``, see ``connect``) gives the same encrypted pages under the
+    same salt, by either way. The bytes are read through this process's kept descriptor of
+    the file (``read_at``), never a descriptor opened and closed here: closing one would drop
+    the POSIX locks of every SQLite connection this process holds on the file.
+    The copy is left in WAL mode if the source was: the caller sets its journal mode.
+    Returns whether the bytes were copied (False: the backup API was used).
+    """
+    source = connect(source_path, timeout=COPY_LOCK_WAIT_SECONDS, key=key)
+    try:
+        wal = side_file(source_path, WAL_SUFFIX)
+        (mode,) = source.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":
+            source.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        try:
+            source.execute("BEGIN IMMEDIATE")
+        except OPERATIONAL_ERRORS as exc:
+            if not is_busy(exc):
+                raise
+            # A long save elsewhere: read a snapshot.
+            backup_into(source, target_path, key=copy_key(source_path, key))
+            return False
+        try:
+            try:
+                settled = os.stat(wal).st_size == 0
+            except FileNotFoundError:
+                settled = True
+            if settled:
+                copy_bytes(source_path, target_path)
+                return True
+        finally:
+            source.execute("ROLLBACK")
+        backup_into(source, target_path, key=copy_key(source_path, key))
+        return False
+    finally:
+        source.close()
+
+
+def copy_key(source_path: Path, key: str | None) -> str | None:
+    """The key of a page copy of the encrypted ``source_path``: its key and its salt (the
+    copy has the database's identity), or None for a plain file."""
+    if key is None:
+        return None
+    salt = read_header(source_path, _SALT_BYTES).hex()
+    return key[:-1] + salt + "'" if len(key) == 67 else key
+
+
+def backup_into(source: Connection, target_path: Path, *, key: str | None = None) -> None:
+    """Copy ``source`` into the file ``target_path`` with the backup API (``key``: the
+    target's key with its salt, from ``copy_key``)."""
+    target = connect(target_path, key=key)
+    try:
+        backup(source, target)
+    finally:
+        target.close()
+
+
+_COPY_CHUNK = 8 << 20
+
+
+def copy_bytes(source_path: Path, target_path: Path) -> None:
+    """Every byte of the file ``source_path`` into the existing ``target_path`` (truncated
+    first), read as ``read_at`` reads (a database through its kept descriptor), by
+    ``sendfile`` where it copies between files (Linux). The caller flushes the target."""
+    if not _KEEP_DESCRIPTORS or str(source_path).endswith(_UNLOCKED_SUFFIXES):
+        with open(source_path, "rb") as plain, open(target_path, "r+b") as out:
+            out.truncate()
+            shutil.copyfileobj(plain, out, _COPY_CHUNK)
+        return
+    target = os.open(target_path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        with _kept(source_path) as source:
+            size = os.fstat(source).st_size
+            offset = 0
+            while offset < size:
+                count = min(_COPY_CHUNK, size - offset)
+                if sys.platform.startswith("linux"):
+                    done = os.sendfile(target, source, offset, count)  # leaves its offset
+                else:
+                    done = os.write(target, os.pread(source, count, offset))
+                if done <= 0:
+                    break  # shorter than its size under a write lock: the caller checks it
+                offset += done
+    finally:
+        os.close(target)
+
+
 class WriteLockTimeoutError(Exception):
     """Another connection kept the target's write lock past the deadline; nothing was written."""
 
@@ -218,16 +323,105 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY
 def read_header(path: Path | str, size: int = HEADER_SIZE) -> bytes:
     """The first ``size`` bytes of a regular file, read without SQLite (raises OSError).
 
-    Opened without blocking and refused unless it is a regular file (a FIFO, a socket or a
-    device is not a database, and reading one can wait forever).
+    Refused unless it is a regular file (a FIFO, a socket or a device is not a database, and
+    reading one can wait forever). Read through this process's kept descriptor of the file
+    (``read_at``): this may be the live database, opened by SQLite in this very process.
     """
-    descriptor = os.open(path, _OPEN_FLAGS)
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+    return read_at(path, size, 0)
+
+
+# --- reading a database file behind SQLite's back ---------------------------------------------
+#
+# POSIX advisory locks belong to a process and a file, not to a descriptor: closing ANY
+# descriptor of a file drops every lock this process holds on it, those of its SQLite
+# connections included. Another process may then take the EXCLUSIVE lock, checkpoint, and
+# delete the -wal and -shm that this process's connections still use: corruption ("How To
+# Corrupt an SQLite Database", 2.2). So a database file (or its -shm, where WAL connections
+# hold their locks) is read here through a descriptor opened once per file (device, inode)
+# and never closed while the process runs: one per database file, reused with pread. A file
+# deleted since (a rotated backup, a -shm removed by the last connection) holds no lock that
+# anyone can still reach by name: its descriptor is closed, so its disk space comes back.
+# The -wal and a -journal carry no SQLite locks and are read with a plain open and close.
+# Windows locks belong to a handle (closing ours drops nothing of SQLite's), and an open
+# handle would stop a rename over the file: nothing is kept there.
+_KEEP_DESCRIPTORS = os.name == "posix"
+_UNLOCKED_SUFFIXES = ("-wal", "-journal")
+_kept_files: dict[tuple[int, int], int] = {}
+_in_use: dict[int, int] = {}  # descriptors being read now: never closed meanwhile
+_spare: list[int] = []  # a second descriptor of a kept file, opened in a race: never closed
+_kept_guard = threading.Lock()
+
+
+def read_at(path: Path | str, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes of the regular file ``path`` from ``offset`` (raises OSError),
+    without closing any descriptor of a file SQLite may lock in this process."""
+    if not _KEEP_DESCRIPTORS or str(path).endswith(_UNLOCKED_SUFFIXES):
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before the open: a FIFO would block
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        return os.read(descriptor, size)
+        descriptor = os.open(path, _OPEN_FLAGS)
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", str(path))
+            os.lseek(descriptor, offset, os.SEEK_SET)
+            return os.read(descriptor, size)
+        finally:
+            os.close(descriptor)
+    with _kept(path) as descriptor:
+        return os.pread(descriptor, size, offset)
+
+
+@contextlib.contextmanager
+def _kept(path: Path | str) -> Iterator[int]:
+    """This process's read-only descriptor of the regular file ``path`` (POSIX), opened on
+    first use and never closed while the file exists (see above); not closed while in use
+    here even when the file is deleted meanwhile."""
+    status = os.stat(path)
+    if not stat.S_ISREG(status.st_mode):  # before any open: a FIFO would block
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    with _kept_guard:
+        descriptor = _kept_files.get((status.st_dev, status.st_ino))
+        if descriptor is None:
+            descriptor = _open_kept(path)
+        _in_use[descriptor] = _in_use.get(descriptor, 0) + 1
+    try:
+        yield descriptor
     finally:
+        with _kept_guard:
+            _in_use[descriptor] -= 1
+            if not _in_use[descriptor]:
+                del _in_use[descriptor]
+
+
+def _open_kept(path: Path | str) -> int:
+    _forget_deleted()
+    descriptor = os.open(path, _OPEN_FLAGS)
+    opened = os.fstat(descriptor)
+    if not stat.S_ISREG(opened.st_mode):  # replaced by a FIFO in between: no lock on it
         os.close(descriptor)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    identity = (opened.st_dev, opened.st_ino)
+    if identity in _kept_files:  # renamed in between onto a file kept already
+        _spare.append(descriptor)
+        return _kept_files[identity]
+    _kept_files[identity] = descriptor
+    return descriptor
+
+
+def _forget_deleted() -> None:
+    for identity, descriptor in list(_kept_files.items()):
+        if descriptor not in _in_use and os.fstat(descriptor).st_nlink == 0:
+            del _kept_files[identity]
+            os.close(descriptor)
+
+
+def release_kept_descriptors() -> None:
+    """Close every kept descriptor: only where this process holds no SQLite connection to
+    any of those files any more (a test between cases)."""
+    with _kept_guard:
+        for descriptor in [*_kept_files.values(), *_spare]:
+            os.close(descriptor)
+        _kept_files.clear()
+        _spare.clear()
 
 
 def is_access_denied(exc: BaseException) -> bool:
@@ -257,6 +451,7 @@ _WAL_SALTS = slice(16, 24)  # the WAL header's two salts, big-endian
 # nPage and aFrameCksum): a -wal whose salts differ was not written beside this -shm.
 _SHM_SALTS = slice(32, 40)
 _SHM_HEADER_SIZE = 48
+_SALT_BYTES = 16  # SQLCipher's salt, the first bytes of an encrypted file (data.db.keys)
 # The first bytes of a rollback journal that SQLite will play back (a zeroed header is not).
 _JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
 

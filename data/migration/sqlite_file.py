@@ -22,6 +22,7 @@ from data.db.file_modes import make_private_folder
 from data.db.policy import busy_timeout_seconds
 from data.migration import raw_sqlite
 from data.migration.raw_sqlite import HEADER_SIZE, SQLITE_MAGIC
+from data.migration.schema import quote_identifier
 from data.migration.state import VERSION_TABLE, FileState
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "FileState",
     "check_location",
     "inspect_sqlite_file",
+    "integrity_problems",
+    "refuse_damaged",
     "side_files",
 ]
 
@@ -171,10 +174,26 @@ def _user() -> str:
         return os.environ.get("USERNAME", "unknown")
 
 
+SCHEMA_TABLE = "sqlite_master"
+
+
+def integrity_problems(connection: raw_sqlite.Connection, table: str | None = None) -> list[str]:
+    """What ``PRAGMA quick_check`` finds, over the whole file or one table and its indexes
+    (an empty list when it answers "ok")."""
+    pragma = "PRAGMA quick_check"
+    if table is not None:
+        pragma += f"({quote_identifier(table)})"
+    problems = [" ".join(str(row[0]).split()) for row in connection.execute(pragma).fetchall()]
+    return [] if problems == ["ok"] else problems
+
+
 def inspect_sqlite_file(
     path: Path, *, quick_check: bool = True, key: keys.DatabaseKey | None = None
 ) -> FileState:
     """Classify ``path`` through a plain connection that sets nothing, writing nothing.
+
+    ``quick_check`` checks every page of the file; without it only the schema table is
+    checked (what an upgrade does not touch is checked after start instead).
 
     Opening read-write lets SQLite roll back a hot journal left by a crash; nothing else is
     written. Raises NotADatabaseError or DatabaseCorruptError for a file that must not be
@@ -205,14 +224,16 @@ def inspect_sqlite_file(
             display, f"it cannot be read ({exc.strerror})", UNCHANGED
         ) from exc
     encrypted = keys.header_looks_encrypted(header, size)
-    if not encrypted and (len(header) < HEADER_SIZE or not header.startswith(SQLITE_MAGIC)):
-        raise NotADatabaseError(
-            display,
-            "this file is not a SQLite database",
-            "Check that DB_PATH names the InkLinkOS database (inklink.db); if this file is "
-            "something else, move it away and start again. " + UNCHANGED,
-        )
     given_key = key is not None
+    # Not plain SQLite and not whole pages: no file SQLCipher wrote as it is, but one of its
+    # files cut short (a copy that stopped, a full disk) still opens with its key, and must
+    # be called damaged (restore a backup), never "not a database, move it away".
+    cut_short = False
+    if not encrypted and (len(header) < HEADER_SIZE or not header.startswith(SQLITE_MAGIC)):
+        key = key or _key_if_any(path)
+        if key is None or header.startswith(SQLITE_MAGIC):
+            raise _not_a_database(display)
+        encrypted = cut_short = True
     if encrypted:
         # Refused here, before any open, when no key is to be had: nothing is written.
         key = key or keys.key_for(path)
@@ -231,17 +252,29 @@ def inspect_sqlite_file(
             display, f"it cannot be opened ({exc})", ADVICE_ACCESS + UNCHANGED
         ) from exc
     try:
-        if quick_check:
-            problems = [
-                " ".join(str(row[0]).split())
-                for row in connection.execute("PRAGMA quick_check").fetchall()
-            ]
-            if problems != ["ok"]:
-                raise DatabaseCorruptError(
-                    display,
-                    "the file is damaged (SQLite integrity check: " + "; ".join(problems[:3]) + ")",
-                    ADVICE_RESTORE + " " + UNCHANGED,
-                )
+        if cut_short:
+            try:
+                connection.execute("PRAGMA schema_version").fetchone()
+            except raw_sqlite.DATABASE_ERRORS as exc:
+                # "Not a database": the key does not open page 1 either (handled below).
+                # Anything else: page 1 opened (it is ours) and SQLite saw the damage.
+                if raw_sqlite.is_not_a_database(exc) or raw_sqlite.is_busy(exc):
+                    raise
+            raise DatabaseCorruptError(
+                display,
+                f"the file is truncated ({size} bytes, not a whole number of pages)",
+                ADVICE_RESTORE + " " + UNCHANGED,
+            )
+        # The whole file, or only the schema table the classification reads: an upgrade
+        # checks what it touched before it commits, and the whole file is checked after
+        # start (runner.check_whole_database), off the upgrade's critical path.
+        problems = integrity_problems(connection, None if quick_check else SCHEMA_TABLE)
+        if problems:
+            raise DatabaseCorruptError(
+                display,
+                "the file is damaged (SQLite integrity check: " + "; ".join(problems[:3]) + ")",
+                ADVICE_RESTORE + " " + UNCHANGED,
+            )
         tables = frozenset(
             row[0]
             for row in connection.execute(
@@ -257,6 +290,8 @@ def inspect_sqlite_file(
         # runner recorded in user_version when it last committed: see record_schema_cookie().
         schema_version, recorded = connection.execute(SCHEMA_COOKIE_QUERY).fetchone()
     except raw_sqlite.DATABASE_ERRORS as exc:
+        if cut_short and raw_sqlite.is_not_a_database(exc):
+            raise _not_a_database(display) from exc  # the key does not open it either
         if encrypted and raw_sqlite.is_not_a_database(exc):
             # Checked on the first read of page 1, before anything could be written.
             pending = None if given_key else keys.pending_key(path)
@@ -297,6 +332,83 @@ def inspect_sqlite_file(
         versions=versions,
         schema_unverified=schema_version != recorded,
     )
+
+
+def whole_file_problems(
+    path: Path, *, read_only: bool = False, key: keys.DatabaseKey | None = None
+) -> list[str]:
+    """Every page of ``path`` checked (``PRAGMA quick_check``), writing nothing.
+
+    The live database is opened read-write with ``query_only`` (a read-only open of a file in
+    WAL mode fails when its ``-shm`` cannot be made); a backup, one file, read-only. In WAL
+    mode this reader never holds up a writer. An encrypted file (or its backup, which has
+    its key and salt) is opened with ``key``. Raises OSError or a driver error when the
+    file cannot be read at all.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):  # before any open(): a FIFO would block
+        raise OSError(f"{path} is not a regular file")
+    connection = raw_sqlite.connect(
+        path,
+        timeout=busy_timeout_seconds(),
+        read_only=read_only,
+        key=key.pragma() if key else None,
+    )
+    try:
+        connection.execute("PRAGMA query_only = ON")
+        try:
+            return integrity_problems(connection)
+        except raw_sqlite.DATABASE_ERRORS as exc:
+            if raw_sqlite.is_busy(exc) or raw_sqlite.is_access_denied(exc):
+                raise
+            return [str(exc)]  # "file is not a database", "disk image is malformed"
+    finally:
+        connection.close()
+
+
+def refuse_damaged(path: Path, key: keys.DatabaseKey | None = None) -> None:
+    """Refuse, before anything is written, a file any page of which is damaged.
+
+    Every page is read (about 10 ms per MB): the runner does this only for a file it will
+    not upgrade (a start it must vouch for, a file made before migrations); an upgrade checks
+    what it touched instead, and the whole file is checked after start.
+    """
+    display = str(path)
+    connection = raw_sqlite.connect(
+        path, timeout=busy_timeout_seconds(), key=key.pragma() if key else None
+    )
+    try:
+        problems = integrity_problems(connection)
+    except raw_sqlite.DATABASE_ERRORS as exc:
+        if raw_sqlite.is_busy(exc):
+            raise DatabaseBusyError(
+                display, "another program kept it locked", ADVICE_RETRY + " " + UNCHANGED
+            ) from exc
+        problems = [str(exc)]
+    finally:
+        connection.close()
+    if problems:
+        raise DatabaseCorruptError(
+            display,
+            "the file is damaged (SQLite integrity check: " + "; ".join(problems[:3]) + ")",
+            ADVICE_RESTORE + " " + UNCHANGED,
+        )
+
+
+def _not_a_database(display: str) -> NotADatabaseError:
+    return NotADatabaseError(
+        display,
+        "this file is not a SQLite database",
+        "Check that DB_PATH names the InkLinkOS database (inklink.db); if this file is "
+        "something else, move it away and start again. " + UNCHANGED,
+    )
+
+
+def _key_if_any(path: Path) -> keys.DatabaseKey | None:
+    """The key ``data.db.keys`` would give an encrypted file at ``path``, or None."""
+    try:
+        return keys.key_for(path)
+    except DatabaseKeyError:
+        return None
 
 
 def _recovery_pending(path: Path) -> bool:

@@ -51,6 +51,22 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         # SQLite stores text: one offset-free UTC form keeps comparisons and sorting right.
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        general = super().bind_processor(dialect)
+        if dialect.name == "sqlite" or general is None:
+            return general
+        utc = dt.UTC
+        datetime = dt.datetime
+
+        def process(value: Any) -> Any:
+            # A server takes the aware value itself: one already in UTC (every value the
+            # models read back) is what process_bind_param would return, unchanged.
+            if value.__class__ is datetime and value.tzinfo is utc:
+                return value
+            return general(value)
+
+        return process
+
     def process_result_value(
         self, value: dt.datetime | None, dialect: Dialect
     ) -> dt.datetime | None:
@@ -108,6 +124,25 @@ class StrEnumType(TypeDecorator[Any]):
         if value is None:
             return None
         return self.enum_class(value)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        general = super().bind_processor(dialect)
+        if general is None:
+            return None
+        # A member (or its value) -> the value stored, by a dict lookup in C; anything else
+        # (NULL, an unknown value, which raises) goes the general way.
+        stored = {}
+        for member in self.enum_class:
+            stored[member] = stored[member.value] = general(member)
+        fallback = general
+
+        def process(value: Any) -> Any:
+            try:
+                return stored[value]
+            except (KeyError, TypeError):
+                return fallback(value)
+
+        return process
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
         # A dict lookup in C for every known value; NULL and unknown values fall through to

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
+from data.db.outcome import IntegrityReport
 from data.migration.backup import KEEP_BACKUPS
 from data.migration.schema import Snapshot
 from data.migration.state import FileState
@@ -39,6 +40,10 @@ class Session(ABC):
     @abstractmethod
     def read_state(self) -> FileState:
         """Tables and recorded revisions, read under the lock (refusing an unusable database)."""
+
+    def refuse_damaged(self) -> None:  # noqa: B027 (a server checks its own pages)
+        """Refuse, writing nothing, a database any page of which is damaged: for a start
+        that writes no upgrade (an upgrade checks what it touched, before it commits)."""
 
     @abstractmethod
     def check_legacy(self, script: ScriptDirectory) -> None:
@@ -88,9 +93,23 @@ class Backend(ABC):
         can tell cheaply whether it was changed outside the migrations (nothing by default:
         a server keeps no such cookie)."""
 
+    def integrity_problems(self, connection: Connection) -> list[str]:
+        """Damage found, before commit, in what the open transaction touched (none by
+        default: a server checks its own pages)."""
+        return []
+
+    def check_whole(self) -> IntegrityReport:
+        """Every page checked, writing nothing: the check that runs after start."""
+        return IntegrityReport(
+            "not checked", self.display, ("a database server checks its own pages",)
+        )
+
     @abstractmethod
-    def foreign_key_violations(self, connection: Connection) -> list[tuple[Any, ...]]:
-        """Rows pointing at missing rows: (table, rowid, parent) each."""
+    def foreign_key_violations(
+        self, connection: Connection, *, everything: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Rows pointing at missing rows, in what the open transaction touched and the
+        tables that point into it, or in ``everything``: (table, rowid, parent) each."""
 
     @abstractmethod
     def promised_schema(self, connection: Connection, revision: str) -> Snapshot:

@@ -245,7 +245,9 @@ class Backend(backends.Backend):
                     connection.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})")
                     connection.commit()
 
-    def foreign_key_violations(self, connection: Connection) -> list[tuple[Any, ...]]:
+    def foreign_key_violations(
+        self, connection: Connection, *, everything: bool = False
+    ) -> list[tuple[Any, ...]]:
         # PostgreSQL checks foreign keys on every statement: none can be left behind.
         return []
 

@@ -19,9 +19,11 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
 from data.db.errors import (
+    ADVICE_RESTORE,
     ADVICE_RETRY,
     UNCHANGED,
     DatabaseBusyError,
+    DatabaseCorruptError,
     DataLayerError,
     MigrationFailedError,
     NotEnoughDiskSpaceError,
@@ -30,14 +32,30 @@ from data.db.errors import (
 from data.db.file_modes import create_private_file, tighten
 from data.db.head import RECORD_COMMAND, exported_schema, recorded_history
 from data.db.keys import DatabaseKey
+from data.db.outcome import IntegrityReport
 from data.db.policy import create_migration_engine
 from data.migration import backends, raw_sqlite
-from data.migration.backup import backup_database, backup_folder, keep_before_recovery
+from data.migration.backup import (
+    backup_database,
+    backup_folder,
+    keep_before_recovery,
+    last_good_backup,
+)
 from data.migration.file_lock import migration_lock
 from data.migration.legacy import refuse_legacy_mismatch
-from data.migration.schema import Snapshot, sqlite_query, sqlite_snapshot
-from data.migration.sqlite_file import check_location, inspect_sqlite_file, side_files
+from data.migration.prior_check import PriorStateCheck
+from data.migration.schema import Snapshot, quote_identifier, sqlite_query, sqlite_snapshot
+from data.migration.sqlite_file import (
+    SCHEMA_TABLE,
+    check_location,
+    inspect_sqlite_file,
+    integrity_problems,
+    refuse_damaged,
+    side_files,
+    whole_file_problems,
+)
 from data.migration.state import VERSION_TABLE, FileState
+from data.migration.touched import Scope, Tracker
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -77,6 +95,20 @@ def _migration_failed(display: str, from_revision: str | None, exc: Exception) -
     )
 
 
+# Where the migration connection keeps its Tracker (``Connection.info``).
+TRACKER_KEY = "inklink_touched"
+# Where it keeps the check of the touched tables' state before the upgrade, in WAL mode.
+CHECKER_KEY = "inklink_prior_check"
+ROLLED_BACK_UNCHANGED = "The upgrade was rolled back: the database was not changed."
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """SQLite found a damaged page (SQLITE_CORRUPT, "database disk image is malformed")."""
+    original = getattr(exc, "orig", None) or exc
+    name = getattr(original, "sqlite_errorname", "")
+    return name.startswith("SQLITE_CORRUPT") or "malformed" in str(original)
+
+
 @contextlib.contextmanager
 def migration_transaction(
     url: URL,
@@ -85,8 +117,11 @@ def migration_transaction(
     *,
     command_line: bool = False,
     read_only: bool = False,
+    key: DatabaseKey | None = None,
 ) -> Iterator[Connection]:
     """One connection, one ``BEGIN IMMEDIATE`` transaction: all of it commits, or none of it.
+
+    ``key`` opens an encrypted file's reader beside the upgrade (``prior_check.py``).
 
     On the command line, Alembic's own errors (``alembic check`` finding differences, an
     unknown revision argument) pass through: Alembic already says what to do. So does every
@@ -95,25 +130,52 @@ def migration_transaction(
     engine = create_migration_engine(url)
     try:
         with engine.connect() as connection:
+            # Before the first statement is prepared: it names every table written.
+            tracker = Tracker()
+            tracker.install(connection.connection.driver_connection)
+            connection.info[TRACKER_KEY] = tracker
+            checker: PriorStateCheck | None = None
             try:
                 with connection.begin():
+                    tracker.start(sqlite_query(connection))
+                    if not read_only and _in_wal_mode(connection):
+                        checker = PriorStateCheck(
+                            Path(str(url.database)), tracker.tables_before(), key=key
+                        )
+                        tracker.on_touch = checker.touch
+                        connection.info[CHECKER_KEY] = checker
                     yield connection
             except DataLayerError:
                 raise
-            except OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise _migration_failed(display, from_revision, exc) from exc
-                raise DatabaseBusyError(
-                    display,
-                    "another program kept it locked for longer than the wait allowed",
-                    ADVICE_RETRY + " Nothing was changed.",
-                ) from exc
             except Exception as exc:
+                if _is_damage(exc):
+                    raise DatabaseCorruptError(
+                        display,
+                        f"the file is damaged where the upgrade reads or writes it ({exc})",
+                        ADVICE_RESTORE + " " + ROLLED_BACK_UNCHANGED,
+                    ) from exc
+                if isinstance(exc, OperationalError) and "locked" in str(exc):
+                    raise DatabaseBusyError(
+                        display,
+                        "another program kept it locked for longer than the wait allowed",
+                        ADVICE_RETRY + " Nothing was changed.",
+                    ) from exc
                 if read_only or (command_line and type(exc).__module__.startswith("alembic.")):
                     raise
                 raise _migration_failed(display, from_revision, exc) from exc
+            finally:
+                if checker is not None:
+                    checker.stop()
     finally:
         engine.dispose()
+
+
+def _in_wal_mode(connection: Connection) -> bool:
+    """Only in WAL mode does a reader see the state before the upgrade while it writes.
+
+    Asked of the migration connection (an encrypted file's header cannot tell)."""
+    mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+    return str(mode).lower() == "wal"
 
 
 def use_wal(db_path: Path, key: DatabaseKey | None = None) -> None:
@@ -176,7 +238,10 @@ class FileSession(backends.Session):
             )
         # An encrypted file's key is found by the classification itself (which also
         # finishes a key change a crash interrupted).
-        return inspect_sqlite_file(self.path)
+        return inspect_sqlite_file(self.path, quick_check=False)
+
+    def refuse_damaged(self) -> None:
+        refuse_damaged(self.path, self.backend.file_key())
 
     def check_legacy(self, script: ScriptDirectory) -> None:
         key = self.backend.file_key()
@@ -213,6 +278,7 @@ class FileSession(backends.Session):
             from_revision,
             command_line=command_line,
             read_only=read_only,
+            key=None if read_only else self.backend.file_key(),
         )
 
     def after_commit(self) -> None:
@@ -274,9 +340,61 @@ class Backend(backends.Backend):
         version = int(connection.exec_driver_sql("PRAGMA schema_version").scalar_one())
         connection.exec_driver_sql(f"PRAGMA user_version = {version}")
 
-    def foreign_key_violations(self, connection: Connection) -> list[tuple[Any, ...]]:
-        # Foreign keys are off while migrating: this is where they are checked.
-        return [tuple(row) for row in connection.exec_driver_sql("PRAGMA foreign_key_check")]
+    def check_whole(self) -> IntegrityReport:
+        try:
+            key = self.file_key()
+            problems = whole_file_problems(self.path, key=key)
+        except DataLayerError as exc:  # an encrypted file's key is not to be had
+            return IntegrityReport("not checked", self.display, (f"{exc.found}",))
+        except raw_sqlite.IO_ERRORS as exc:
+            return IntegrityReport("not checked", self.display, (f"it cannot be read: {exc}",))
+        if not problems:
+            return IntegrityReport("ok", self.display)
+        log.error("%s is damaged: %s", self.display, "; ".join(problems[:3]))
+        return IntegrityReport(
+            "damaged", self.display, tuple(problems), last_good_backup(self.path, key)
+        )
+
+    def scope(self, connection: Connection, *, everything: bool = False) -> Scope:
+        tracker = connection.info.get(TRACKER_KEY)
+        if everything or not isinstance(tracker, Tracker):  # or a connection not ours
+            return Tracker().scope(sqlite_query(connection))
+        return tracker.scope(sqlite_query(connection))
+
+    def integrity_problems(self, connection: Connection) -> list[str]:
+        # In WAL mode, each touched table as it was before the upgrade, checked beside it by
+        # a reader (prior_check.py): the pages the upgrade read or kept. A table the upgrade
+        # made has no past; it, and every touched table of a file in another journal mode, is
+        # checked through the open transaction, as it would be committed.
+        scope = self.scope(connection)
+        checker = connection.info.get(CHECKER_KEY)
+        tracker = connection.info.get(TRACKER_KEY)
+        driver: raw_sqlite.Connection = connection.connection.driver_connection  # type: ignore[assignment]
+        if isinstance(checker, PriorStateCheck) and isinstance(tracker, Tracker):
+            before = tracker.tables_before()
+            problems = checker.finish(t for t in scope.integrity if t in before)
+            now = [t for t in scope.integrity if t not in before]
+        else:
+            problems = integrity_problems(driver, SCHEMA_TABLE)
+            now = scope.integrity
+        for table in now:
+            problems.extend(f"{table}: {problem}" for problem in integrity_problems(driver, table))
+        return problems
+
+    def foreign_key_violations(
+        self, connection: Connection, *, everything: bool = False
+    ) -> list[tuple[Any, ...]]:
+        # Foreign keys are off while migrating: this is where they are checked, on every
+        # table the upgrade touched and the children of those whose rows may have moved.
+        found: list[tuple[Any, ...]] = []
+        for table in self.scope(connection, everything=everything).foreign_keys:
+            found.extend(
+                tuple(row)
+                for row in connection.exec_driver_sql(
+                    f"PRAGMA foreign_key_check({quote_identifier(table)})"
+                )
+            )
+        return found
 
     def promised_schema(self, connection: Connection, revision: str) -> Snapshot:
         return promised_schema(self.display, revision)
