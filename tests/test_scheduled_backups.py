@@ -402,17 +402,19 @@ def test_an_encrypted_studio_stays_encrypted_everywhere_and_restore_needs_its_ke
 ) -> None:
     import secrets
 
-    from tests.test_encryption_safety import encrypted
-
     key = secrets.token_hex(32)
     monkeypatch.setenv("INKLINK_DB_KEY", key)
     monkeypatch.setenv("INKLINK_TEST_KEYRING", "")
-    db = encrypted(make_studio(tmp_path / "studio" / "inklink.db"))
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    encrypting = data_db("encrypt", db=db)  # the real command, with INKLINK_DB_KEY's key
+    assert encrypting.returncode == 0, encrypting.stdout + encrypting.stderr
+    assert db.read_bytes()[:16] != b"SQLite format 3\x00"
     usb = tmp_path / "usb"
     usb.mkdir()
     result = data_db_at(T0, "backup", db=db, INKLINK_BACKUP_DIR=str(usb))
     assert result.returncode == 0, result.stdout + result.stderr
-    copies = [b.path for b in list_backups_everywhere(db, second_place=usb)]
+    listed = list_backups_everywhere(db, second_place=usb)
+    copies = [b.path for b in listed if b.kind == "scheduled"]
     assert len(copies) == 2
     for copy in copies:
         assert copy.read_bytes()[:16] != b"SQLite format 3\x00", f"{copy} is readable without key"
@@ -426,9 +428,7 @@ def test_an_encrypted_studio_stays_encrypted_everywhere_and_restore_needs_its_ke
     result = data_db("restore", "latest", db=db, INKLINK_BACKUP_DIR=str(usb))
     assert result.returncode == 0, result.stdout + result.stderr
     assert db.read_bytes()[:16] != b"SQLite format 3\x00"
-    from tests.conftest import cipher_rows
-
-    assert cipher_rows(db, key, "SELECT count(*) FROM transactions") == [(100,)]
+    assert query(db, "SELECT count(*) FROM transactions", key=key) == [(100,)]
 
 
 def test_restore_drill_a_week_of_backups_the_disk_lost_back_from_the_second_place(
