@@ -143,13 +143,17 @@ def test_an_encrypted_file_behind_head_is_backed_up_encrypted_before_the_move(
     db = legacy_database(tmp_path / "old.db")
     seed_baseline_rows(db)
     encrypt(db)
+    before = list_backups(db)  # encrypt leaves one verified encrypted backup
 
     result = run("move-to", plain(pg_url), db_path=db)
 
     assert result.returncode == 0, result.stderr
-    (backup,) = list_backups(db)
-    # The backup the upgrade made is encrypted too: a move leaves no readable copy behind.
-    assert backup.read_bytes()[:16] != b"SQLite format 3\x00"
+    backups = list_backups(db)
+    assert len(backups) == len(before) + 1 and backups[1:] == before
+    # The backup the upgrade made is encrypted too, as every other: a move leaves no
+    # readable copy behind.
+    for backup in backups:
+        assert backup.read_bytes()[:16] != b"SQLite format 3\x00"
     assert rows_of_server(pg_url) == rows_of_encrypted(db)
 
 

@@ -201,6 +201,7 @@ def test_damage_where_the_upgrade_writes_is_refused_and_changes_nothing(
 def test_a_sound_file_passes_the_check_from_the_command_line(
     studio: Path, newer_app: ScratchProject
 ) -> None:
+    newer_app.init_db(studio)  # verify also holds the file to its app's head
     verify = subprocess.run(
         [sys.executable, "-m", "data.db", "verify"],
         env=newer_app.env(studio),

@@ -17,20 +17,19 @@ import pytest
 
 from data.db import keys
 from data.migration.backup import backup_database, list_backups
-from tests.conftest import sha256
+from tests.conftest import FILE_KEY, sha256
+from tests.file_kind import is_encrypted
 from tests.scratch import ScratchProject, outcome_line
-from tests.test_encryption_safety import _out_of_wal, encrypted
+from tests.test_safety_refusals import out_of_wal
 from tests.test_safety_upgrade import make_studio
 from tests.test_scoped_checks import ADD_COLUMN, CHECK
 
 
 @pytest.fixture(autouse=True)
 def database_key(monkeypatch: pytest.MonkeyPatch) -> str:
-    from tests.test_encryption_safety import KEY
-
-    monkeypatch.setenv("INKLINK_DB_KEY", KEY)
+    monkeypatch.setenv("INKLINK_DB_KEY", FILE_KEY)
     monkeypatch.setenv("INKLINK_TEST_KEYRING", "")
-    return KEY
+    return FILE_KEY
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,7 @@ def newer_app(tmp_path_factory: pytest.TempPathFactory) -> ScratchProject:
 @pytest.fixture
 def studio(tmp_path: Path) -> Path:
     """An encrypted studio with every page in the main file, as a damaged file is found."""
-    return _out_of_wal(encrypted(make_studio(tmp_path / "studio" / "inklink.db", clients=30)))
+    return out_of_wal(encrypted(make_studio(tmp_path / "studio" / "inklink.db", clients=30)))
 
 
 @pytest.fixture
@@ -52,6 +51,12 @@ def wal_studio(tmp_path: Path) -> Path:
     checked as they were by a keyed reader beside it."""
     db = encrypted(make_studio(tmp_path / "studio" / "inklink.db", clients=30))
     assert _keyed_query(db, "PRAGMA journal_mode") == [("wal",)]
+    return db
+
+
+def encrypted(db: Path) -> Path:
+    """The studio the data layer made under INKLINK_DB_KEY: encrypted from the start."""
+    assert is_encrypted(db)
     return db
 
 

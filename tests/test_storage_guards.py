@@ -374,3 +374,45 @@ def test_a_data_step_after_a_rebuild_is_checked_against_every_guard(tmp_path: Pa
         refused.stdout + refused.stderr
     )
     assert sha256(db) == before
+
+
+def test_a_type_narrowed_by_the_rebuild_helper_is_checked_on_every_row(tmp_path: Path) -> None:
+    """``rebuild_table`` copies rows into ``_rebuild_tmp_<t>``: a rebuild, like Alembic's
+    batch copy, so a guard its new types bring is checked on every row, not on the first."""
+    clone = Clone(tmp_path / "project")
+    db = tmp_path / "studio.db"
+    ok(clone.alembic("upgrade", "head", db_path=db))
+    seed_baseline_rows(db, clients=4, payments_per_client=1)
+    connection = sqlite3.connect(db)
+    with connection:
+        connection.execute("UPDATE clients SET phone = NULL WHERE id = 1")
+        connection.execute("UPDATE clients SET phone = '555-0100 ext 9' WHERE id = 3")
+    connection.close()
+    ok(clone.alembic("revision", "-m", "short phones", db_path=db))
+    revision = clone.revision_file(clone.manifest()[-1])
+    source = revision.read_text()
+    steps = source[source.index("def upgrade") :]
+    revision.write_text(
+        "import re\n\nfrom data.migration.rebuild import rebuild_table\n"
+        + source.replace(
+            steps,
+            'def upgrade() -> None:\n    """short phones"""\n'
+            "    bind = op.get_bind()\n"
+            "    sql = bind.exec_driver_sql(\n"
+            "        \"SELECT sql FROM sqlite_master WHERE name = 'clients'\"\n"
+            "    ).scalar_one()\n"
+            '    narrowed = re.sub(r"(phone\\W+)VARCHAR\\(40\\)", r"\\1VARCHAR(5)", sql)\n'
+            "    assert narrowed != sql\n"
+            '    rebuild_table(bind, "clients", narrowed)\n\n\n'
+            'def downgrade() -> None:\n    """Undo: short phones"""\n'
+            '    raise NotImplementedError("a test revision")\n',
+        )
+    )
+    ok(clone.python("-m", "data.authoring.revisions", "--update", db_path=db))
+    before = sha256(db)
+    refused = clone.alembic("upgrade", "head", db_path=db)
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert "clients row 3: a client's phone can be at most 5 characters long" in (
+        refused.stdout + refused.stderr
+    )
+    assert sha256(db) == before

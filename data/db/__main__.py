@@ -16,6 +16,7 @@ itself is wrong; 130 interrupted (a copy in progress is rolled back).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -284,13 +285,20 @@ def verify(_args: argparse.Namespace) -> int:
     from data.db.verify import verify_database
 
     if not _server():
+        from data.db.errors import DatabaseCorruptError
+        from data.db.move import check_file_opens
+
         # The check the app runs after start (every page, through a reader that never holds
-        # up a save): a damaged file is reported with the way back, the last good backup. A
-        # file it could not read goes on to verify_database, whose refusal says why.
+        # up a save): a damaged file is reported with the way back, the last good backup.
         report = check_database()
-        if report.status == "damaged":
-            print(report.describe(), file=sys.stderr)
-            return NO
+        if report.status != "ok":
+            # Not a database at all, or no key: refused (exit 2) with what to do. Damaged
+            # pages: the report below names the last good backup.
+            with contextlib.suppress(DatabaseCorruptError):
+                check_file_opens(_db_path())
+            if report.status == "damaged":
+                print(report.describe(), file=sys.stderr)
+                return NO
     engine = _configured_engine()
     try:
         problems = verify_database(engine)

@@ -216,14 +216,17 @@ _DML = re.compile(
     r"\s+[\"`\[]?(\w+)",
     re.IGNORECASE,
 )
-_COPY_PREFIX = "_alembic_tmp_"
+# A rebuild copies a table's rows into one of these, then renames it: Alembic's batch mode,
+# and data.migration.rebuild.rebuild_table (whose prefix this must follow).
+_COPY_PREFIXES = ("_alembic_tmp_", "_rebuild_tmp_")
 
 
 class Watch:
     """What one revision did that the guards must know: the guard triggers there were before
-    it, and which tables it wrote rows into (a batch rebuild's copy into ``_alembic_tmp_<t>``
-    counts as a copy of ``t``, whose rows were guarded already; any other write counts as a
-    write, and a statement that cannot be read as one marks every table written)."""
+    it, and which tables it wrote rows into. A rebuild's copy into ``_alembic_tmp_<t>`` (or
+    ``rebuild_table``'s ``_rebuild_tmp_<t>``) counts as a copy of ``t``, whose rows were
+    guarded already; any other write counts as a write, and a statement that cannot be read
+    as one marks every table written."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
@@ -244,8 +247,9 @@ class Watch:
             self.unknown = True
             return
         table = match.group(1)
-        if table.startswith(_COPY_PREFIX):
-            self.copied.add(table.removeprefix(_COPY_PREFIX))
+        prefix = next((p for p in _COPY_PREFIXES if table.startswith(p)), None)
+        if prefix is not None:
+            self.copied.add(table.removeprefix(prefix))
         elif table != VERSION_TABLE:
             self.written.add(table)
 
