@@ -508,34 +508,6 @@ def test_a_restore_names_only_listed_backups(tmp_path: Path) -> None:
     assert outcome.restored.place == "given" and clients(db) == 20
 
 
-def test_a_backup_before_an_upgrade_is_verified_too_and_a_bad_one_stops_the_upgrade(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from data.migration import backup as backup_module
-
-    db = make_studio(tmp_path / "studio" / "inklink.db")
-    made = backup_database(db, label="before")
-    (entry,) = [e for e in record(db)["copies"] if e["file"] == made.name]  # type: ignore[attr-defined]
-    assert studio_rows(entry["rows"]) == {"clients": 20, "tattoo_sessions": 20, "transactions": 100}
-    assert entry["verified"]["check"] == "quick_check"
-    real_copy = backup_module._copy
-
-    def damaging(source: Path, target: Path, key: object = None) -> None:
-        real_copy(source, target, key)  # type: ignore[arg-type]
-        with target.open("r+b") as handle:
-            handle.seek(2 * 4096)
-            handle.write(os.urandom(4096))
-
-    monkeypatch.setattr(backup_module, "_copy", damaging)
-    add_client(db, 1)
-    before = sha256(db)
-    with pytest.raises(BackupError, match="failed its check"):
-        backup_database(db, label="bad")
-    assert sha256(db) == before
-    assert list_backups(db) == [made]
-    assert len(list((db.parent / "backups").glob("*.failed"))) == 1
-
-
 def test_a_shared_second_place_keeps_each_desks_copies_apart(tmp_path: Path) -> None:
     usb = tmp_path / "share"
     usb.mkdir()

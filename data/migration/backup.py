@@ -340,10 +340,7 @@ def backup_database(
     try:
         make_private_folder(folder)
         _copy(db_path, target, key)
-        checked = _verify_before_upgrade(db_path, target, key)
-        _add_to_record(
-            db_path, target, BACKUP, revision=label or None, source=fingerprint, **checked
-        )
+        _add_to_record(db_path, target, BACKUP, revision=label or None, source=fingerprint)
         _rotate(db_path, keep, target)
     except raw_sqlite.IO_ERRORS as exc:
         raise BackupError(
@@ -354,33 +351,6 @@ def backup_database(
         ) from exc
     log.info("backed up %s to %s", db_path, target)
     return target
-
-
-def _verify_before_upgrade(
-    db_path: Path, target: Path, key: keys.DatabaseKey | None
-) -> dict[str, Any]:
-    """Check the copy an upgrade is about to rely on (see ``verified_copy``); one that fails
-    is kept aside and the upgrade does not start. Returns what the record keeps of it."""
-    from data.migration.verified_copy import VerificationFailedError, set_aside, verify_copy
-
-    try:
-        found = verify_copy(target, key)
-    except VerificationFailedError as exc:
-        aside = set_aside(target)
-        raise BackupError(
-            str(db_path),
-            f"the backup before the upgrade failed its check ({exc}); it is kept as {aside}",
-            "Check the disk (it may be failing), then start again. The database was not changed.",
-        ) from exc
-    return {
-        "rows": found.rows,
-        "encrypted": found.encrypted,
-        "verified": {"at": _now_iso(), "check": found.check},
-    }
-
-
-def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _stamp() -> str:
