@@ -3,7 +3,7 @@
 Every measurement runs in fresh interpreters on scratch copies under a temporary folder
 (never dev.db); results are medians over repeated runs, and ratios are taken in the same run.
 ``--quick`` is a smoke run with small sizes (CI runs it; it exits 0 whatever the figures);
-``--full`` adds a 1 GB studio to (c); ``--json PATH`` also writes every sample.
+``--full`` adds a 1 GB studio to (c) and (h); ``--json PATH`` also writes every sample.
 """
 
 from __future__ import annotations
@@ -702,6 +702,74 @@ class Bench:
         for plain_q, enc_q in zip(answers[False], answers[True], strict=True):
             self._row(plain_q["name"], "ORM, same studio", plain_q["orm_us"], enc_q["orm_us"], "us")
 
+    # --- (h) scheduled backups (issue 16) -----------------------------------------------------
+
+    def backups(self, full: bool) -> None:
+        from bench.backups import make_studio, measure_due, measure_not_due, measure_parts
+
+        sizes = (10,) if self.sizes is QUICK else ((100, 1024) if full else (100,))
+        for megabytes in sizes:
+            db = make_studio(self.work, megabytes, say)
+            size = db.stat().st_size / 1e6
+            repeats = 5 if megabytes <= 100 else 3
+            for second in (False, True):
+                place = self.work / f"second-place-{megabytes}" if second else None
+                say(f"(h) due backup of {size:.0f} MB{' with a second place' if second else ''}")
+                copies, plain = measure_due(db, repeats, place)
+                ratio = median(copies) / median(plain)
+                case = f"{size:.0f} MB" + (", + second place" if second else "")
+                self.samples[f"h/{case}"] = {"backup": copies, "cp": plain}
+                self.rows.append(
+                    Row(
+                        "h",
+                        "due backup vs cp + fsync",
+                        case,
+                        f"{median(copies) * 1e3:.0f} ms vs {median(plain) * 1e3:.0f} ms "
+                        f"({ratio:.2f}x)",
+                        "copy, quick_check, row counts, manifest"
+                        + ("; cp side copies twice" if second else ""),
+                        "<= 1.5x",
+                        ratio <= 1.5,
+                    )
+                )
+            parts = measure_parts(db, repeats)
+            self.samples[f"h/parts {size:.0f} MB"] = parts
+            plain = median(parts["cp"])
+            for part, label in (
+                ("copy", "the copy alone (_copy)"),
+                ("verify", "verification alone"),
+            ):
+                self.rows.append(
+                    Row(
+                        "h",
+                        label,
+                        f"{size:.0f} MB",
+                        f"{median(parts[part]) * 1e3:.0f} ms "
+                        f"({median(parts[part]) / plain:.2f}x cp)",
+                        f"cp + fsync {plain * 1e3:.0f} ms in the same rounds",
+                        "(where the time goes)",
+                        None,
+                    )
+                )
+            answers = measure_not_due(db, 5 if megabytes <= 100 else 1)
+            first = median([a["first_ms"] for a in answers])
+            steady = median([a["median_ms"] for a in answers])
+            alembic = any(a["modules"] for a in answers)
+            self.samples[f"h/not due {size:.0f} MB"] = answers
+            self.rows.append(
+                Row(
+                    "h",
+                    "not-due check at start",
+                    f"{size:.0f} MB",
+                    f"{first:.3f} ms first call",
+                    f"{steady * 1e3:.1f} us later calls; alembic imported: "
+                    f"{'yes' if alembic else 'no'}",
+                    "< 1 ms, no alembic",
+                    first < 1 and not alembic,
+                )
+            )
+            shutil.rmtree(db.parent, ignore_errors=True)
+
     @staticmethod
     def _medians(samples: dict[bool, list[float]]) -> tuple[float, float]:
         return median(samples[False]), median(samples[True])
@@ -825,11 +893,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     parser.add_argument(
-        "--only", default="abcdefg", help="sections to run, e.g. 'ad' (default: abcdefg)"
+        "--only", default="abcdefgh", help="sections to run, e.g. 'ad' (default: abcdefgh)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument(
-        "--full", action="store_true", help="(c) also upgrades a 1 GB studio (slow)"
+        "--full",
+        action="store_true",
+        help="(c) also upgrades, (h) also backs up, a 1 GB studio (slow)",
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -855,6 +925,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.encrypted_side_by_side()
         if "g" in args.only:
             bench.move()
+        if "h" in args.only:
+            bench.backups(args.full)
     finally:
         if args.keep:
             say(f"scratch kept in {work}")

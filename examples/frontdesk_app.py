@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from data.db.errors import DataLayerError
 from data.db.runner import RevisionProgress
-from data.db.session import SessionLocal, get_db_path, init_db
+from data.db.session import SessionLocal, backup_if_due, get_db_path, init_db
 from data.models import Client
 
 
@@ -41,6 +41,12 @@ def main() -> int:
     with SessionLocal() as db:
         clients = db.scalar(select(func.count()).select_from(Client))
     print(f"clients: {clients}")
+    # At close (and at start), with no session open: a verified backup when one is due,
+    # beside the database and in INKLINK_BACKUP_DIR. Cheap when none is; never raises.
+    report = backup_if_due()
+    print(f"scheduled backup: {report.describe().splitlines()[0]}")
+    for warning in report.warnings:
+        print(f"backup warning: {warning}")  # a real app shows these to the user
     return 0
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT, subprocess_env
 
-SECTIONS = ("a", "b", "c", "d", "e")
+SECTIONS = ("a", "b", "c", "d", "e", "h")
 
 
 @pytest.mark.slow
@@ -36,3 +36,4 @@ def test_the_quick_bench_runs_every_section() -> None:
     assert "added column: per-MB cost" in result.stdout
     assert "steps: lock" in result.stdout and "peak memory" in result.stdout
     assert "CPU: import data.db.session" in result.stdout
+    assert "due backup vs cp + fsync" in result.stdout and "not-due check" in result.stdout

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+from data.db.backups import list_backups_everywhere
 from data.db.head import recorded_history
 from data.db.runner import ensure_current
-from data.migration.backup import list_backups
 from data.migration.transfer import studio_tables
 from tests.conftest import PROJECT_ROOT, sha256, sqlite_url, subprocess_env
 from tests.studio_data import seed_baseline_rows
@@ -107,13 +107,14 @@ def test_status_tells_where_revision_size_journal_encryption_and_last_backup(
 def test_backup_list_and_restore(studio: Path) -> None:
     made = inklink_db("backup", db_path=studio)
     assert made.returncode == 0, made.stderr
-    (backup,) = list_backups(studio)
-    assert made.stdout == f"Backup: {backup}\n"
+    (listed_backup,) = list_backups_everywhere(studio)
+    backup = listed_backup.path
+    assert f"backed up to {backup} (verified)" in made.stdout
 
     listed = inklink_db("list-backups", db_path=studio)
     assert listed.returncode == 0
-    assert listed.stdout.startswith(f"{backup}\t")
-    assert f"revision {recorded_history().head}" in listed.stdout
+    assert listed.stdout.splitlines()[1].endswith(f"\t{backup}")
+    assert f"\t{recorded_history().head}\t" in listed.stdout
     status = inklink_db("status", db_path=studio)
     assert f"Last backup: {backup} " in status.stdout
 

@@ -275,8 +275,13 @@ def test_frozen_app_creates_then_finds_current_in_the_user_data_dir(
     assert first["database"] == str(expected)
     assert first["outcome"] == "created"
     assert encrypted_versions(expected) == [HEAD_REVISION]
+    # The scheduled backup runs inside the binary too: made, verified, encrypted.
+    assert "backed up to" in first["scheduled backup"] and "backup warning" not in first
+    (copy,) = (expected.parent / "backups").glob("inklink-*.db")
+    assert encrypted_versions(copy) == [HEAD_REVISION]
 
     second = _run_app(frozen_app, _user_env(home, INKLINK_DB_KEY=STUDIO_KEY), cwd)
+    assert second["scheduled backup"].endswith("no backup due")
     assert second["outcome"] == "current"
     assert second["revision"] == HEAD_REVISION
     assert second["clients"] == "0"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from data.db import backup_commands
 from data.db.errors import DataLayerError
 
 if TYPE_CHECKING:
@@ -200,8 +201,6 @@ def status(_args: argparse.Namespace) -> int:
         return report_revision()
     if _server():
         return _server_status(display_database())
-    from data.migration.backup import recorded_backups
-
     path = _db_path()
     print(f"Database: {path}")
     if not path.is_file():
@@ -225,13 +224,14 @@ def status(_args: argparse.Namespace) -> int:
     print(f"Size: {_size(path):,} bytes (with its -wal)")
     print(f"Journal mode: {'wal' if journal.lower() == 'wal' else 'rollback journal'}")
     print(f"Encryption: {_encryption(key)}")
-    backups = recorded_backups(path)
+    from data.db.backups import list_backups_everywhere
+
+    backups = list_backups_everywhere(path)  # both places, scheduled and before upgrades
     if backups:
         newest = backups[0]
         print(
-            f"Last backup: {path.parent / 'backups' / str(newest['file'])} "
-            f"(made {newest.get('made_at')}, revision {newest.get('revision')}; "
-            f"{len(backups)} kept)"
+            f"Last backup: {newest.path} (made {newest.made_at}, revision {newest.revision}, "
+            f"{newest.place}; {len(backups)} kept)"
         )
     else:
         print("Last backup: none")
@@ -266,59 +266,17 @@ def _server_status(display: str) -> int:
     print(f"Size: {int(size):,} bytes (the server's database)")
     print("Journal mode: not applicable (a PostgreSQL server)")
     print("Encryption: the server's (TLS and disk encryption are set up on the server)")
-    print("Last backup: not kept here (backups of a server are the operator's job: pg_dump)")
-    return OK if versions == [recorded_history().head] else NO
+    from data.db.backups import list_backups_everywhere
 
-
-def backup(_args: argparse.Namespace) -> int:
-    """Copy the database into backups/ now (SQLite's online backup API), and record it."""
-    _file_only("backup")
-    from data.db.move import check_file_opens
-    from data.migration.backup import backup_database
-    from data.migration.file_lock import migration_lock
-    from data.migration.sqlite_file import inspect_sqlite_file
-
-    path = _db_path()
-    key = check_file_opens(path)
-    with migration_lock(path):
-        state = inspect_sqlite_file(path, key=key)
-        label = state.versions[0] if len(state.versions) == 1 else "legacy"
-        # An encrypted file's backup is encrypted under the same key (as the runner's are).
-        made = backup_database(path, label=label, key=key)
-    print(f"Backup: {made}")
-    return OK
-
-
-def list_backups(_args: argparse.Namespace) -> int:
-    """The backups the data layer made, newest first (what `restore` takes)."""
-    _file_only("list-backups")
-    from data.migration.backup import backup_folder, recorded_backups
-
-    path = _db_path()
-    entries = recorded_backups(path)
-    if not entries:
-        print(f"No backups of {path} yet.")
-        return OK
-    for entry in entries:
+    copies = list_backups_everywhere(_db_path(), engine=engine)  # portable copies (issue 16)
+    if copies:
         print(
-            f"{backup_folder(path) / str(entry['file'])}\t{entry.get('made_at')}\t"
-            f"revision {entry.get('revision')}\t{int(entry.get('size', 0)):,} bytes"
+            f"Last backup: {copies[0].path} (made {copies[0].made_at}, a portable SQLite copy, "
+            f"{copies[0].place}; {len(copies)} kept)"
         )
-    return OK
-
-
-def restore(args: argparse.Namespace) -> int:
-    """Put a backup back in place; the database as it was is kept aside in backups/."""
-    _file_only("restore")
-    from data.migration.backup import backup_folder, restore_backup
-
-    path = _db_path()
-    chosen = Path(args.backup)
-    if not chosen.exists() and (backup_folder(path) / chosen).exists():
-        chosen = backup_folder(path) / chosen
-    aside = restore_backup(chosen.absolute(), path)
-    print(f"Restored {path} from {chosen}; the database as it was is kept at {aside}")
-    return OK
+    else:
+        print("Last backup: none (`inklink-db backup` makes a portable copy; or pg_dump)")
+    return OK if versions == [recorded_history().head] else NO
 
 
 def verify(_args: argparse.Namespace) -> int:
@@ -469,12 +427,6 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _restore_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "backup", metavar="BACKUP", help="a backup's path, or its name as list-backups shows it"
-    )
-
-
 def _no_arguments(_parser: argparse.ArgumentParser) -> None:
     return None
 
@@ -497,13 +449,25 @@ COMMANDS: list[Command] = [
         _no_arguments,
         status,
     ),
-    Command("backup", "back up the SQLite file into backups/ now", _no_arguments, backup),
-    Command("list-backups", "list the backups made, newest first", _no_arguments, list_backups),
+    # Backups (issue 16): data/db/backup_commands.py.
+    Command(
+        "backup",
+        "a verified backup now, beside the database and in INKLINK_BACKUP_DIR; "
+        "--if-due: only when one is due (for a scheduler)",
+        backup_commands.backup_arguments,
+        backup_commands.backup,
+    ),
+    Command(
+        "list-backups",
+        "the backups in both places, newest first: date, revision, size, rows",
+        backup_commands.list_arguments,
+        backup_commands.list_backups,
+    ),
     Command(
         "restore",
-        "put a backup back in place (the current file is kept aside)",
-        _restore_arguments,
-        restore,
+        "restore a backup (also when the database is gone), then bring it to head",
+        backup_commands.restore_arguments,
+        backup_commands.restore,
     ),
     Command(
         "verify", "integrity, foreign keys, schema against its revision", _no_arguments, verify

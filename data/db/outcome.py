@@ -172,6 +172,68 @@ class CopyOutcome:
 ProgressCallback = Callable[[RevisionProgress], None]
 
 
+class BackupReport:
+    """What one backup call did, for the app to show: returned, never raised.
+
+    ``made`` is the verified copy beside the database that holds it as it is now (a new one,
+    or the newest when nothing changed since: ``unchanged``); ``second_place`` its copy in
+    the second place; ``failed`` a copy that failed verification, kept aside; ``warnings``
+    what to show the user (a second place missing or full, a backup that could not be made).
+    A plain class, not a dataclass: the not-due check at start builds one.
+    """
+
+    __slots__ = (
+        "database",
+        "due",
+        "failed",
+        "made",
+        "removed",
+        "second_place",
+        "unchanged",
+        "warnings",
+    )
+
+    def __init__(self, database: str, due: bool) -> None:
+        self.database = database
+        self.due = due
+        self.made: str | None = None
+        self.second_place: str | None = None
+        self.unchanged = False
+        self.failed: str | None = None
+        self.removed: list[str] = []
+        self.warnings: list[str] = []
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"BackupReport({fields})"
+
+    @property
+    def ok(self) -> bool:
+        """Nothing to show the user: no warning, no copy that failed its check."""
+        return not self.warnings and self.failed is None
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def describe(self) -> str:
+        """A few lines for a log, a status bar or a scheduler's mail."""
+        if not self.due:
+            lines = [f"{self.database}: no backup due"]
+        elif self.made and self.unchanged:
+            lines = [f"{self.database}: unchanged since its backup {self.made}"]
+        elif self.made:
+            lines = [f"{self.database}: backed up to {self.made} (verified)"]
+        else:
+            lines = [f"{self.database}: no backup was made"]
+        if self.second_place:
+            lines.append(f"  second place: {self.second_place} (verified)")
+        if self.failed:
+            lines.append(f"  a copy failed verification and is kept aside: {self.failed}")
+        lines.extend(f"  removed by retention: {path}" for path in self.removed)
+        lines.extend(f"  warning: {message}" for message in self.warnings)
+        return "\n".join(lines)
+
+
 IntegrityStatus = Literal["ok", "damaged", "not checked"]
 
 

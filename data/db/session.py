@@ -20,11 +20,13 @@ if TYPE_CHECKING:
     import threading
 
     from data.db.outcome import (
+        BackupReport,
         IntegrityCallback,
         IntegrityReport,
         ProgressCallback,
         UpgradeOutcome,
     )
+    from data.migration.schedule import BackupPolicy
 
 APP_NAME = "InkLinkOS"
 DB_FILENAME = "inklink.db"
@@ -196,6 +198,22 @@ def init_db(progress: ProgressCallback | None = None) -> UpgradeOutcome:
             raise
         # Every known state already has its own refusal; this is the net under them.
         raise unexpected(display_database(), exc) from exc
+
+
+def backup_if_due(
+    *, second_place: str | os.PathLike[str] | None = None, policy: BackupPolicy | None = None
+) -> BackupReport:
+    """Make a verified backup when the newest is older than the policy allows; call at
+    start (after init_db()) and at close, when no session is open.
+
+    Cheap when nothing is due (one small file read; the database is not opened). Copies go
+    beside the database and to ``second_place`` (default ``INKLINK_BACKUP_DIR``). Never
+    raises: a second place missing or full, or a backup that could not be made, is in the
+    report's ``warnings`` for the app to show. See ``data.db.backups``.
+    """
+    from data.db.backups import backup_if_due as backup_when_due
+
+    return backup_when_due(DB_PATH, engine=engine, second_place=second_place, policy=policy)
 
 
 def check_database() -> IntegrityReport:

@@ -1,0 +1,269 @@
+"""Backups for the app and the ``backup``/``list-backups``/``restore`` commands.
+
+``backup_if_due()`` is what the app calls at start and at close: when nothing is due it
+reads one small JSON file (the record beside the database) and returns, without opening the
+database or importing the migration engine. It never raises: what went wrong is in the
+returned report's ``warnings``, for the app to show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from data.db.errors import BackupError, DataLayerError
+from data.db.outcome import BackupReport
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from data.db.outcome import UpgradeOutcome
+    from data.migration.schedule import BackupPolicy
+    from data.migration.scheduled_backup import ListedBackup
+
+log = logging.getLogger(__name__)
+
+SECOND_PLACE_ENV = "INKLINK_BACKUP_DIR"
+RECORD_SUFFIX = ".backups.json"  # data.migration.backup.RECORD_SUFFIX, without importing it
+_DEFAULT_EVERY_SECONDS = 8 * 3600.0  # data.migration.schedule.DEFAULT_POLICY.every_hours
+
+
+def _second_place(given: str | os.PathLike[str] | None) -> Path | None:
+    raw = os.fspath(given) if given is not None else os.environ.get(SECOND_PLACE_ENV, "")
+    raw = raw.strip()
+    return Path(raw).expanduser().absolute() if raw else None
+
+
+def copies_path(engine: Engine | None, db_path: Path) -> Path:
+    """The name a database's copies and record go by: the file itself, or for a server
+    ``server-<database>.db`` in the data folder (the copies are portable SQLite files)."""
+    if engine is None or engine.dialect.name == "sqlite":
+        return db_path
+    return db_path.parent / f"server-{engine.url.database or 'default'}.db"
+
+
+def _not_due(record_file: Path, now: float, every: float, second_place: Path | None) -> bool:
+    """The cheap check: the record's newest verified scheduled copy is recent (and in the
+    second place when one is set). Any doubt answers False: the slow path decides."""
+    try:
+        record = json.loads(record_file.read_bytes())
+        newest: dict[str, Any] | None = None
+        for entry in record["copies"]:
+            if (
+                entry.get("kind") == "scheduled"
+                and entry.get("verified")
+                and (newest is None or entry["seq"] > newest["seq"])
+            ):
+                newest = entry
+        if newest is None:
+            return False
+        # The record writes ISO times with their UTC offset (data.migration.schedule.iso).
+        last = dt.datetime.fromisoformat(newest.get("checked_at") or newest["made_at"])
+        if not 0 <= now - last.timestamp() < every:
+            return False
+        if second_place is not None:
+            mirrored = newest.get("second_place") or {}
+            return bool(mirrored.get("folder") == str(second_place))
+        return True
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def backup_if_due(
+    db_path: str | os.PathLike[str],
+    *,
+    engine: Engine | None = None,
+    second_place: str | os.PathLike[str] | None = None,
+    policy: BackupPolicy | None = None,
+    now: float | None = None,
+    force: bool = False,
+) -> BackupReport:
+    """Make a verified backup of the database when one is due (``force``: now, whatever).
+
+    ``db_path`` is the SQLite file (for a server, ``engine`` is its engine and ``db_path``
+    the default file's path, whose folder holds the copies). ``second_place`` defaults to
+    ``INKLINK_BACKUP_DIR``; ``now`` to the system clock (``time.time()``). Never raises
+    ``DataLayerError`` nor ``OSError``: problems are the report's ``warnings``.
+    """
+    path = Path(db_path).absolute()
+    place = _second_place(second_place)
+    clock = time.time() if now is None else now
+    every = policy.every_seconds if policy is not None else _DEFAULT_EVERY_SECONDS
+    copies = copies_path(engine, path)
+    if not force and _not_due(copies.with_name(copies.name + RECORD_SUFFIX), clock, every, place):
+        return BackupReport(str(copies), due=False)
+    from data.migration.schedule import DEFAULT_POLICY
+
+    try:
+        return _make(path, copies, engine, place, policy or DEFAULT_POLICY, now, force)
+    except (DataLayerError, OSError) as exc:
+        report = BackupReport(str(copies), due=True)
+        report.warn(str(exc))
+        log.warning("no backup of %s was made: %s", copies, exc)
+        return report
+    except Exception as exc:  # the net: a backup never stops the app
+        report = BackupReport(str(copies), due=True)
+        report.warn(f"no backup was made: unexpected {type(exc).__name__}: {exc}")
+        log.exception("no backup of %s was made", copies)
+        return report
+
+
+def backup_now(db_path: str | os.PathLike[str], **options: Any) -> BackupReport:
+    """A verified backup now (``backup_if_due(..., force=True)``)."""
+    return backup_if_due(db_path, force=True, **options)
+
+
+def _make(
+    path: Path,
+    copies: Path,
+    engine: Engine | None,
+    place: Path | None,
+    policy: BackupPolicy,
+    now: float | None,
+    force: bool,
+) -> BackupReport:
+    from data.migration.scheduled_backup import make_backup, sqlite_copier
+
+    if engine is not None and engine.dialect.name != "sqlite":
+        return make_backup(
+            copies,
+            copier=_server_copier(engine),
+            key=None,
+            now=now,
+            policy=policy,
+            second_place=place,
+            only_if_due=not force,
+        )
+    if engine is not None and getattr(engine.pool, "checkedout", lambda: 0)():
+        # Reading the file's header from Python (its key's salt) would drop the POSIX locks
+        # the app's open connections hold on it; idle ones are closed first (below).
+        report = BackupReport(str(path), due=True)
+        report.warn(
+            "the backup was put off: the database is in use. Call backup_if_due() at start "
+            "or close, when no session is open."
+        )
+        return report
+    if engine is not None:
+        engine.dispose()  # idle pooled connections: none holds a lock while the file is read
+    from data.db import keys
+
+    if not path.is_file():
+        raise BackupError(str(path), "there is no database file to back up", "Start the app once.")
+    from data.migration.sqlite_file import inspect_sqlite_file
+
+    key = keys.key_for(path) if keys.looks_encrypted(path) else None
+    # Refuses, with its own message, a file that is no database or whose key is wrong
+    # (the whole-file check is the copy's, after it is written).
+    inspect_sqlite_file(path, quick_check=False, key=key)
+    return make_backup(
+        path,
+        copier=sqlite_copier(path, key),
+        key=key,
+        now=now,
+        policy=policy,
+        second_place=place,
+        only_if_due=not force,
+    )
+
+
+def _server_copier(engine: Engine) -> Any:
+    """A server's copy: a portable SQLite file at head, made by the server move's verified
+    export (``data.db.move.export_database``), under a temporary name until it is whole."""
+    from data.db.move import export_database
+
+    def copy(target: Path) -> None:
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        export_database(engine, partial)
+        os.replace(partial, target)
+
+    return copy
+
+
+def list_backups_everywhere(
+    db_path: str | os.PathLike[str],
+    *,
+    engine: Engine | None = None,
+    second_place: str | os.PathLike[str] | None = None,
+) -> list[ListedBackup]:
+    """Every backup beside the database and in the second place, newest first."""
+    from data.migration.scheduled_backup import list_everywhere
+
+    return list_everywhere(
+        copies_path(engine, Path(db_path).absolute()), _second_place(second_place)
+    )
+
+
+class RestoreOutcome:
+    """What a restore did: which backup, where the replaced file is kept, and the upgrade."""
+
+    def __init__(
+        self,
+        restored: ListedBackup,
+        database: str,
+        kept_aside: Path | None,
+        upgrade: UpgradeOutcome,
+    ) -> None:
+        self.restored = restored
+        self.database = database
+        self.kept_aside = kept_aside
+        self.upgrade = upgrade
+
+    def describe(self) -> str:
+        lines = [
+            f"Restored {self.database} from {self.restored.path} (made {self.restored.made_at})."
+        ]
+        if self.kept_aside is not None:
+            lines.append(f"The database as it was is kept at {self.kept_aside}.")
+        lines.append(self.upgrade.describe())
+        return "\n".join(lines)
+
+
+def restore_and_upgrade(
+    choice: str | os.PathLike[str],
+    db_path: str | os.PathLike[str],
+    *,
+    second_place: str | os.PathLike[str] | None = None,
+    lock_timeout: float | None = None,
+) -> RestoreOutcome:
+    """Restore the backup ``choice`` names (a path, a listed name, ``latest`` or a date),
+    also when the database file is gone, then bring it to head with the runner.
+
+    Raises DataLayerError (the database unchanged) when the backup is not listed, not what
+    its manifest says, unsound, or encrypted without its key at hand.
+    """
+    from data.migration.scheduled_backup import choose, restore_verified
+
+    path = Path(db_path).absolute()
+    chosen = choose(path, _second_place(second_place), os.fspath(choice))
+    aside = restore_verified(chosen, path, lock_timeout=lock_timeout)
+    upgrade = _bring_to_head(path)
+    return RestoreOutcome(chosen, str(path), aside if aside.exists() else None, upgrade)
+
+
+def _bring_to_head(path: Path) -> UpgradeOutcome:
+    from sqlalchemy.engine import URL
+
+    from data.db import keys
+    from data.db.policy import apply_app_policy
+    from data.migration.runner import ensure_current
+
+    if keys.looks_encrypted(path):
+        from data.db.cipher import cipher_url
+
+        url = cipher_url(str(path))
+    else:
+        url = URL.create("sqlite", database=str(path))
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    apply_app_policy(engine)
+    try:
+        return ensure_current(engine)
+    finally:
+        engine.dispose()

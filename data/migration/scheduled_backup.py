@@ -1,0 +1,571 @@
+"""Scheduled backups: made when due, verified, copied to a second place, kept by retention.
+
+A scheduled copy lives beside the pre-upgrade ones, in ``backups/`` next to the database,
+and is written down in the same record (``<name>.backups.json``, kind ``scheduled``) with
+what its verification found; a manifest beside each copy says the same, so a folder of
+copies is self-describing when the record is lost with the disk. The second place
+(``INKLINK_BACKUP_DIR``, or the ``second_place`` argument) gets a byte copy of each new
+verified copy, checked by its sha256, with its own manifest. Retention (``schedule.to_keep``)
+applies to scheduled copies only, in each place on its own; the newest five pre-upgrade
+copies are kept by their own rule (``backup.KEEP_BACKUPS``) and never touched here.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from glob import escape as glob_escape
+from pathlib import Path
+from typing import Any
+
+from data.db import keys
+from data.db.errors import UNCHANGED, BackupError
+from data.db.file_modes import make_private_folder
+from data.db.outcome import BackupReport
+from data.migration import raw_sqlite
+from data.migration.backup import (
+    BACKUP,
+    _add_to_record,
+    _copy,
+    _read_record,
+    _recorded,
+    _sync_folder,
+    _write_record,
+    backup_folder,
+    restore_backup,
+)
+from data.migration.file_lock import migration_lock
+from data.migration.schedule import (
+    DEFAULT_POLICY,
+    BackupPolicy,
+    KeptCopy,
+    epoch_of,
+    is_due,
+    iso,
+    to_keep,
+)
+from data.migration.verified_copy import (
+    MANIFEST_FORMAT,
+    Verification,
+    VerificationFailedError,
+    copy_file,
+    manifest_path,
+    manifests_in,
+    origin,
+    origin_tag,
+    read_manifest,
+    set_aside,
+    sha256_of,
+    verify_copy,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEDULED, FAILED = "scheduled", "failed"
+SECOND_PLACE_ENV = "INKLINK_BACKUP_DIR"
+# A backup at start waits this long for another window's upgrade or backup, then gives up
+# with a warning (the next start tries again).
+DUE_LOCK_TIMEOUT = 10.0
+SETTLE_SECONDS = 2.0
+
+Copier = Callable[[Path], None]
+
+
+def second_place_from_environment() -> Path | None:
+    raw = os.environ.get(SECOND_PLACE_ENV, "").strip()
+    return Path(raw).expanduser().absolute() if raw else None
+
+
+# --- what the cheap check reads ----------------------------------------------------------------
+
+
+def newest_scheduled(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest verified scheduled entry of a record already read (by the order made)."""
+    newest = None
+    for entry in record.get("copies", ()):
+        if not isinstance(entry, dict) or entry.get("kind") != SCHEDULED:
+            continue
+        if not entry.get("verified"):
+            continue
+        if newest is None or int(entry.get("seq", 0)) > int(newest.get("seq", 0)):
+            newest = entry
+    return newest
+
+
+def last_confirmed(entry: dict[str, Any] | None) -> float | None:
+    """When the database was last known to be as ``entry``'s copy holds it."""
+    if entry is None:
+        return None
+    return epoch_of(entry.get("checked_at")) or epoch_of(entry.get("made_at"))
+
+
+def mirror_pending(entry: dict[str, Any] | None, second_place: Path | None) -> bool:
+    if entry is None or second_place is None:
+        return False
+    mirrored = entry.get("second_place")
+    return not (isinstance(mirrored, dict) and mirrored.get("folder") == str(second_place))
+
+
+# --- the source, unchanged or not --------------------------------------------------------------
+
+
+def stat_fingerprint(db_path: Path, now: float) -> dict[str, Any] | None:
+    """The database's and its ``-wal``'s identity, size and times, by ``stat`` alone.
+
+    Never opened: closing any descriptor of the live file drops this process's POSIX locks
+    on it (the app's own connections' too). Every commit changes the file or its WAL. None
+    when a file was written within SETTLE_SECONDS (a second write in the same clock tick
+    would not show).
+    """
+    fingerprint: dict[str, Any] = {}
+    for suffix in ("", "-wal"):
+        try:
+            status = os.stat(f"{db_path}{suffix}")
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        if abs(now - status.st_mtime) < SETTLE_SECONDS:
+            return None
+        fingerprint[suffix or "db"] = [
+            status.st_dev,
+            status.st_ino,
+            status.st_size,
+            status.st_mtime_ns,
+            status.st_ctime_ns,
+        ]
+    return fingerprint or None
+
+
+# --- making one --------------------------------------------------------------------------------
+
+
+def _stamp(now: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}Z"
+
+
+def sqlite_copier(db_path: Path, key: keys.DatabaseKey | None) -> Copier:
+    return lambda target: _copy(db_path, target, key)
+
+
+def _manifest(
+    db_path: Path, copy: Path, kind: str, made_at: float, found: Verification, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "database": db_path.name,
+        "origin": origin(db_path),
+        "file": copy.name,
+        "kind": kind,
+        "made_at": iso(made_at),
+        "revision": found.revision,
+        "size": copy.stat().st_size,
+        "rows": found.rows,
+        "encrypted": found.encrypted,
+        "verified": {"at": iso(time.time()), "check": found.check},
+        **extra,
+    }
+
+
+def make_backup(
+    db_path: Path,
+    *,
+    copier: Copier,
+    key: keys.DatabaseKey | None,
+    now: float | None = None,
+    policy: BackupPolicy = DEFAULT_POLICY,
+    second_place: Path | None = None,
+    only_if_due: bool = False,
+    lock_timeout: float = DUE_LOCK_TIMEOUT,
+) -> BackupReport:
+    """Make a verified scheduled copy of ``db_path`` (through ``copier``), mirror it, rotate.
+
+    Raises DataLayerError when no copy can be made here (the lock is busy, the data folder
+    is full); everything about the second place is a warning in the report. ``db_path`` is
+    the database file, or for a server the name its copies and record go by.
+    """
+    report = BackupReport(str(db_path), due=True)
+    folder = backup_folder(db_path)
+    with migration_lock(db_path, lock_timeout):
+        now = time.time() if now is None else now
+        # Re-read under the lock: another window may have just made one.
+        newest = newest_scheduled(_read_record(db_path))
+        if only_if_due and not (
+            is_due(last_confirmed(newest), now, policy) or mirror_pending(newest, second_place)
+        ):
+            report.due = False
+            return report
+        copy = _newest_here(db_path, newest)
+        fingerprint = stat_fingerprint(db_path, now)
+        if (
+            copy is not None
+            and fingerprint is not None
+            and newest
+            and newest.get("source") == fingerprint
+        ):
+            _confirm(db_path, copy.name, now)
+            report.made, report.unchanged = str(copy), True
+        else:
+            copy = _make_one(db_path, folder, copier, key, now, fingerprint, report)
+        if copy is not None and second_place is not None:
+            _mirror(db_path, copy, second_place, report)
+        removed = _rotate_here(db_path, policy)
+        if second_place is not None:
+            removed += _rotate_there(db_path, second_place, policy, report)
+        report.removed = [str(p) for p in removed]
+    log.info("%s", report.describe())
+    return report
+
+
+def _newest_here(db_path: Path, newest: dict[str, Any] | None) -> Path | None:
+    if newest is None:
+        return None
+    copy = backup_folder(db_path) / str(newest.get("file"))
+    try:
+        return copy if copy.stat().st_size == newest.get("size") else None
+    except OSError:
+        return None
+
+
+def _confirm(db_path: Path, name: str, now: float) -> None:
+    record = _read_record(db_path, to_write=True)
+    for entry in record["copies"]:
+        if entry.get("kind") == SCHEDULED and entry.get("file") == name:
+            entry["checked_at"] = iso(now)
+    _write_record(db_path, record)
+
+
+def _make_one(
+    db_path: Path,
+    folder: Path,
+    copier: Copier,
+    key: keys.DatabaseKey | None,
+    now: float,
+    fingerprint: dict[str, Any] | None,
+    report: BackupReport,
+) -> Path | None:
+    target = folder / f"{db_path.stem}-{_stamp(now)}.db"
+    try:
+        make_private_folder(folder)
+        copier(target)
+    except raw_sqlite.IO_ERRORS as exc:
+        raise BackupError(
+            str(db_path),
+            f"the scheduled backup could not be written to {target} ({exc})",
+            "Free some disk space or fix the folder's permissions; the next start tries "
+            "again. " + UNCHANGED,
+        ) from exc
+    try:
+        found = verify_copy(target, key)
+    except VerificationFailedError as exc:
+        aside = set_aside(target)
+        _add_to_record(db_path, aside, FAILED, made_at=iso(now), reason=str(exc))
+        report.failed = str(aside)
+        report.warn(
+            f"the backup just made failed its check ({exc}); it is kept aside as {aside}, "
+            "and the previous backups are untouched"
+        )
+        log.error("backup %s of %s failed verification: %s", target, db_path, exc)
+        return None
+    manifest = _manifest(db_path, target, SCHEDULED, now, found)
+    write_json(manifest_path(target), manifest)
+    _add_to_record(
+        db_path,
+        target,
+        SCHEDULED,
+        made_at=manifest["made_at"],
+        checked_at=manifest["made_at"],
+        revision=found.revision,
+        rows=found.rows,
+        encrypted=found.encrypted,
+        verified=manifest["verified"],
+        source=fingerprint,
+    )
+    _sync_folder(folder)
+    report.made = str(target)
+    return target
+
+
+def _mirror(db_path: Path, copy: Path, second_place: Path, report: BackupReport) -> None:
+    """Copy a verified copy into the second place; what goes wrong there is a warning."""
+    here = read_manifest(copy)
+    if here is None:
+        report.warn(f"{copy} has no manifest: not copied to {second_place}")
+        return
+    # Named for its database too: desks sharing a second place may make copies of files of
+    # the same name in the same second.
+    target = second_place / f"{copy.stem}-{origin_tag(db_path)}{copy.suffix}"
+    try:
+        if not second_place.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "missing (is the drive connected?)")
+        # A copy of this database's killed midway (never another database's: its stem).
+        for stale in second_place.glob(f"{glob_escape(db_path.stem)}-*.partial"):
+            stale.unlink(missing_ok=True)
+        there = read_manifest(target)
+        digest = there.get("sha256") if there and there.get("origin") == here["origin"] else None
+        if digest is None:
+            digest = copy_file(copy, target)
+            if sha256_of(target) != digest:
+                aside = set_aside(target)
+                raise OSError(
+                    errno.EIO, f"the copy written there differs from {copy}; kept aside as {aside}"
+                )
+            write_json(
+                manifest_path(target),
+                {
+                    **here,
+                    "file": target.name,
+                    "size": target.stat().st_size,
+                    "sha256": digest,
+                    "verified": {
+                        "at": iso(time.time()),
+                        "check": f"sha256 equal to the verified copy {copy}",
+                    },
+                },
+            )
+            _sync_folder(second_place)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENOSPC:
+            reason = "the disk is full"
+        report.warn(
+            f"the backup could not be copied to the second place {second_place}: {reason}. "
+            f"It is kept in {copy.parent}; the next backup tries again."
+        )
+        log.warning("second place %s: %s", second_place, exc)
+        return
+    record = _read_record(db_path, to_write=True)
+    for entry in record["copies"]:
+        if entry.get("kind") == SCHEDULED and entry.get("file") == copy.name:
+            entry["second_place"] = {
+                "folder": str(second_place),
+                "file": target.name,
+                "sha256": digest,
+            }
+    _write_record(db_path, record)
+    report.second_place = str(target)
+
+
+def _delete(copy: Path) -> None:
+    copy.unlink(missing_ok=True)
+    manifest_path(copy).unlink(missing_ok=True)
+    log.info("removed old backup %s", copy)
+
+
+def _rotate_here(db_path: Path, policy: BackupPolicy) -> list[Path]:
+    """Delete scheduled copies retention does not keep; only what the record names."""
+    folder = backup_folder(db_path)
+    entries = [e for e in _recorded(db_path, SCHEDULED) if e.get("verified")]
+    keep = to_keep(
+        KeptCopy(
+            str(e["file"]),
+            epoch_of(e.get("made_at")) or 0.0,
+            e.get("revision"),
+            int(e.get("seq", 0)),
+        )
+        for e in entries
+    )
+    doomed = {str(e["file"]) for e in entries} - keep
+    if not doomed:
+        return []
+    for name in sorted(doomed):
+        _delete(folder / name)
+    record = _read_record(db_path, to_write=True)
+    record["copies"] = [
+        e for e in record["copies"] if not (e.get("kind") == SCHEDULED and e.get("file") in doomed)
+    ]
+    _write_record(db_path, record)
+    return [folder / name for name in sorted(doomed)]
+
+
+def _rotate_there(
+    db_path: Path, second_place: Path, policy: BackupPolicy, report: BackupReport
+) -> list[Path]:
+    """The same retention in the second place, over this database's own copies there."""
+    mine = origin(db_path)
+    ours = [
+        (copy, manifest)
+        for copy, manifest in manifests_in(second_place)
+        if manifest.get("origin") == mine and manifest.get("kind") == SCHEDULED
+    ]
+    by_time = sorted(ours, key=lambda item: epoch_of(item[1].get("made_at")) or 0.0)
+    keep = to_keep(
+        KeptCopy(copy.name, epoch_of(m.get("made_at")) or 0.0, m.get("revision"), seq)
+        for seq, (copy, m) in enumerate(by_time)
+    )
+    removed = []
+    for copy, _ in ours:
+        if copy.name not in keep:
+            try:
+                _delete(copy)
+            except OSError as exc:
+                report.warn(f"an old backup in {second_place} could not be removed ({exc})")
+                continue
+            removed.append(copy)
+    return removed
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListedBackup:
+    """One backup either place holds, as its record or manifest describes it."""
+
+    path: Path
+    place: str  # "here" (beside the database) or "second place"
+    kind: str  # "scheduled" or "before upgrade"
+    made_at: str
+    revision: str | None
+    size: int
+    rows: dict[str, int] | None
+    encrypted: bool | None
+    sha256: str | None = None
+    of: str | None = None  # another database's copy (a shared second place): "host:path"
+
+    @property
+    def epoch(self) -> float:
+        return epoch_of(self.made_at) or 0.0
+
+
+def list_everywhere(db_path: Path, second_place: Path | None) -> list[ListedBackup]:
+    """Every backup of ``db_path`` beside it, and every verified copy in the second place
+    (of any database: after a lost disk it may be all there is), newest first."""
+    folder = backup_folder(db_path)
+    listed = []
+    for entry in _recorded(db_path, SCHEDULED):
+        if entry.get("verified"):
+            listed.append(_from_entry(folder, entry, "scheduled"))
+    for entry in _recorded(db_path, BACKUP):
+        listed.append(_from_entry(folder, entry, "before upgrade"))
+    if second_place is not None:
+        for copy, manifest in manifests_in(second_place):
+            if any(b.path == copy for b in listed):
+                continue
+            listed.append(_from_manifest(copy, "second place", manifest, db_path))
+    return sorted(listed, key=lambda b: b.epoch, reverse=True)
+
+
+def _from_manifest(
+    copy: Path, place: str, manifest: dict[str, Any], db_path: Path | None = None
+) -> ListedBackup:
+    found = manifest.get("origin")
+    of = None
+    if db_path is not None and isinstance(found, dict) and found != origin(db_path):
+        of = f"{found.get('host')}:{found.get('path')}"
+    return ListedBackup(
+        copy,
+        place,
+        "scheduled" if manifest.get("kind") == SCHEDULED else str(manifest.get("kind")),
+        str(manifest.get("made_at")),
+        manifest.get("revision"),
+        int(manifest.get("size", 0)),
+        manifest.get("rows"),
+        manifest.get("encrypted"),
+        manifest.get("sha256"),
+        of,
+    )
+
+
+def _from_entry(folder: Path, entry: dict[str, Any], kind: str) -> ListedBackup:
+    return ListedBackup(
+        folder / str(entry["file"]),
+        "here",
+        kind,
+        str(entry.get("made_at")),
+        entry.get("revision"),
+        int(entry.get("size", 0)),
+        entry.get("rows"),
+        entry.get("encrypted"),
+    )
+
+
+def choose(db_path: Path, second_place: Path | None, choice: str) -> ListedBackup:
+    """The backup ``choice`` names: a path or a file name as listed (or any copy whose
+    manifest beside it vouches for it), ``latest``, or the start of a date and time
+    (``2026-12-01``, ``2026-12-01T18``: the newest made then)."""
+    display = str(db_path)
+    given = Path(choice).expanduser()
+    if given.is_absolute() or os.sep in choice:
+        manifest = read_manifest(given.absolute())
+        if manifest is not None and manifest.get("verified"):
+            return _from_manifest(given.absolute(), "given", manifest)
+    listed = list_everywhere(db_path, second_place)
+    for backup in listed:
+        if backup.path == given.absolute() or backup.path.name == choice:
+            return backup
+    # By time: this database's own copies; on a new computer (none are), any, if they are
+    # all of one database: in a shared second place "latest" could be another desk's.
+    own = [b for b in listed if b.of is None] or listed
+    if len({b.of for b in own}) > 1:
+        raise BackupError(
+            display,
+            f"the second place {second_place} holds copies of several databases ("
+            + ", ".join(sorted({str(b.of) for b in own}))
+            + ")",
+            "Give the path of the copy to restore, from `python -m data.db list-backups`. "
+            + UNCHANGED,
+        )
+    if choice == "latest" and own:
+        return own[0]
+    for backup in own:  # newest first: the newest made at that date and time
+        if backup.made_at.startswith(choice):
+            return backup
+    where = (
+        f"beside it or in {second_place}"
+        if second_place
+        else f"beside it ({SECOND_PLACE_ENV} is not set: set it to the folder of the copies)"
+    )
+    raise BackupError(
+        display,
+        f"{choice} is not one of its listed, verified backups ({len(listed)} listed {where})",
+        "Run `python -m data.db list-backups` and give a path, a name or a date from it. "
+        + UNCHANGED,
+    )
+
+
+# --- restoring ---------------------------------------------------------------------------------
+
+
+def check_against_manifest(backup: ListedBackup, display: str) -> None:
+    """The file is still what its record or manifest says was verified."""
+    try:
+        size = backup.path.stat().st_size
+    except OSError as exc:
+        raise BackupError(
+            display, f"the backup {backup.path} cannot be read ({exc})", UNCHANGED
+        ) from exc
+    if size != backup.size or (
+        backup.sha256 is not None and sha256_of(backup.path) != backup.sha256
+    ):
+        raise BackupError(
+            display,
+            f"the backup {backup.path} is not the file that was verified (its size or "
+            "checksum differs from its manifest)",
+            "Choose another backup from `python -m data.db list-backups`. " + UNCHANGED,
+        )
+
+
+def restore_verified(
+    backup: ListedBackup, db_path: Path, *, lock_timeout: float | None = None
+) -> Path:
+    """Restore a listed backup under ``restore_backup``'s guarantees, even when the
+    database file (or its folder) is gone; returns where the replaced file was kept."""
+    display = str(db_path)
+    check_against_manifest(backup, display)
+    if backup.encrypted and not keys.looks_encrypted(backup.path):
+        raise BackupError(
+            display, f"the backup {backup.path} should be encrypted and is not", UNCHANGED
+        )
+    try:
+        make_private_folder(db_path.parent)
+    except OSError as exc:
+        raise BackupError(
+            display, f"its folder cannot be made ({exc})", "Check the path and permissions."
+        ) from exc
+    return restore_backup(backup.path, db_path, lock_timeout=lock_timeout)
