@@ -152,9 +152,34 @@ def apply_migration_policy(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def apply_server_policy(engine: Engine) -> None:
+    """Every session of a PostgreSQL server answers in UTC.
+
+    psycopg hands a ``timestamptz`` back in the session's time zone. The guards let a server
+    keep any moment of years 1 to 9999 in UTC, and on a server set to New York the first
+    moment of year 1 comes back in year 0, which Python cannot represent: the row could be
+    written but never read again. In UTC every stored moment reads back as itself.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # Outside any transaction, so a rollback never undoes it (SQLAlchemy's recipe).
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        finally:
+            cursor.close()
+            dbapi_connection.autocommit = autocommit
+
+
 def create_migration_engine(url: str | URL) -> Engine:
-    """A short-lived engine for one migration run; SQLite gets the migration policy."""
+    """A short-lived engine for one migration run; SQLite gets the migration policy, a server
+    answers in UTC."""
     engine = create_engine(url, poolclass=NullPool)
     if engine.dialect.name == "sqlite":
         apply_migration_policy(engine)
+    elif engine.dialect.name == "postgresql":
+        apply_server_policy(engine)
     return engine

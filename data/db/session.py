@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from data.db.file_modes import make_private_folder, tighten
-from data.db.policy import apply_app_policy, read_only_options
+from data.db.policy import apply_app_policy, apply_server_policy, read_only_options
 from data.db.refusals import explain_refusals
 
 if TYPE_CHECKING:
@@ -130,11 +130,13 @@ def _encrypted(db_path: str) -> bool:
 
 
 def create_app_engine(url: str | URL) -> Engine:
-    """An engine under the app's connection policy (for SQLite; a server needs none), whose
+    """An engine under the app's connection policy (SQLite's; a server's answers in UTC), whose
     refused writes, busy waits and writes through a reading session raise errors for people."""
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         apply_app_policy(engine)
+    elif engine.dialect.name == "postgresql":
+        apply_server_policy(engine)
     explain_refusals(engine)
     return engine
 
