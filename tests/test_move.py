@@ -32,6 +32,7 @@ from data.db.runner import ensure_current
 from data.migration.backup import list_backups
 from data.migration.transfer import studio_tables
 from tests.conftest import PROJECT_ROOT, legacy_database, sha256, sqlite_url, subprocess_env
+from tests.head_schema import text_length
 from tests.postgres import plain, studio_at_head
 from tests.studio_data import seed_baseline_rows
 
@@ -321,7 +322,9 @@ REFUSED_ROWS = (
     # an over-long name, a NUL, money with a fraction, an integer past the server's, a
     # datetime not in the stored form, an email whose lower case only the server changes
     (
-        "UPDATE clients SET first_name = '{}' WHERE id = 2".format("x" * 101),
+        "UPDATE clients SET first_name = '{}' WHERE id = 2".format(
+            "x" * (text_length("clients", "first_name") + 1)
+        ),
         "clients",
         2,
         "first_name",
