@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from data.db.head import exported_schema, recorded_history
 from data.migration.backends import backend_for
 from data.migration.schema import differences, sqlite_query, sqlite_snapshot
 from data.migration.state import VERSION_TABLE
-
-
-def _versions(rows: list[tuple[object, ...]]) -> list[str]:
-    return [str(row[0]) for row in rows]
 
 
 def verify_database(engine: Engine) -> list[str]:
@@ -33,8 +29,14 @@ def verify_database(engine: Engine) -> list[str]:
     return _verify_server(engine)
 
 
-def _verify_revision(versions: list[str]) -> tuple[str | None, list[str]]:
+def _verify_revision(connection: Connection) -> tuple[str | None, list[str]]:
+    """The revision the database records, when it is one this app knows, and what is wrong
+    with what it records (the same for a file and a server)."""
     history = recorded_history()
+    versions: list[str] = []
+    if connection.dialect.has_table(connection, VERSION_TABLE):
+        rows = connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
+        versions = [str(row[0]) for row in rows]
     if len(versions) != 1:
         return None, [f"it records {len(versions)} revisions ({', '.join(versions)}), not one"]
     (version,) = versions
@@ -63,13 +65,7 @@ def _verify_file(path: Path) -> list[str]:
                 f"foreign key: {row[0]} row {row[1]} points at a missing {row[2]} row"
                 for row in connection.exec_driver_sql("PRAGMA foreign_key_check")
             )
-            has_versions = connection.dialect.has_table(connection, VERSION_TABLE)
-            rows = (
-                connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
-                if has_versions
-                else []
-            )
-            version, revision_problems = _verify_revision(_versions([tuple(r) for r in rows]))
+            version, revision_problems = _verify_revision(connection)
             problems.extend(revision_problems)
             if version is not None:
                 promised = exported_schema(version)
@@ -91,13 +87,7 @@ def _verify_server(engine: Engine) -> list[str]:
     backend = backend_for(engine)
     problems: list[str] = []
     with engine.connect() as connection, connection.begin():
-        has_versions = connection.dialect.has_table(connection, VERSION_TABLE)
-        rows = (
-            connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
-            if has_versions
-            else []
-        )
-        version, revision_problems = _verify_revision(_versions([tuple(r) for r in rows]))
+        version, revision_problems = _verify_revision(connection)
         problems.extend(revision_problems)
         if version is not None:
             expected = backend.promised_schema(connection, version)
