@@ -31,7 +31,14 @@ from data.db.outcome import CopyProgress, RevisionProgress
 from data.db.runner import ensure_current
 from data.migration.backup import list_backups
 from data.migration.transfer import studio_tables
-from tests.conftest import PROJECT_ROOT, legacy_database, sha256, sqlite_url, subprocess_env
+from tests.conftest import (
+    PROJECT_ROOT,
+    inklink_db,
+    legacy_database,
+    sha256,
+    sqlite_url,
+    subprocess_env,
+)
 from tests.head_schema import text_length
 from tests.postgres import plain, studio_at_head
 from tests.studio_data import seed_baseline_rows
@@ -40,19 +47,6 @@ pytestmark = pytest.mark.postgres
 
 # A session from a year's last microsecond into the next year: what a text copy shifts.
 MOMENTS = ("2025-12-31 23:59:59.999999", "2026-03-01 10:00:00.123456")
-
-
-def inklink_db(
-    *args: str, db_path: Path, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "data.db", *args],
-        env=env or subprocess_env(db_path),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def make_studio(path: Path, clients: int = 12) -> Path:

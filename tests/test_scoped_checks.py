@@ -10,8 +10,6 @@ reported after start with the way back.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -174,14 +172,7 @@ def test_damage_the_upgrade_does_not_touch_is_found_after_start_with_the_way_bac
     assert report.split()[1:] == ["damaged", str(good)]
     assert str(good) in checked.stdout and "restore" in checked.stdout
 
-    verify = subprocess.run(
-        [sys.executable, "-m", "data.db", "verify"],
-        env=newer_app.env(studio),
-        cwd=newer_app.root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    verify = newer_app.inklink_db("verify", db_path=studio)
     assert verify.returncode == 1, verify
     assert "damaged" in verify.stderr and str(good) in verify.stderr
 
@@ -202,14 +193,7 @@ def test_a_sound_file_passes_the_check_from_the_command_line(
     studio: Path, newer_app: ScratchProject
 ) -> None:
     newer_app.init_db(studio)  # verify also holds the file to its app's head
-    verify = subprocess.run(
-        [sys.executable, "-m", "data.db", "verify"],
-        env=newer_app.env(studio),
-        cwd=newer_app.root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    verify = newer_app.inklink_db("verify", db_path=studio)
     assert verify.returncode == 0, verify
     assert "no damage found" in verify.stdout
 
