@@ -177,6 +177,23 @@ def test_damage_the_upgrade_does_not_touch_is_found_after_start_with_the_way_bac
     assert "damaged" in verify.stderr and str(good) in verify.stderr
 
 
+def test_verify_on_its_own_still_reads_every_page_before_it_opens_the_file(
+    studio: Path,
+) -> None:
+    """The command checks every page first and tells ``verify_database`` so; called on its
+    own, it checks them itself, and damage is an error for people, not the driver's."""
+    from data.db.errors import DatabaseCorruptError
+    from data.db.verify import verify_database
+
+    damage_table(studio, "transactions")
+    engine = create_app_engine(sqlite_url(studio))
+    try:
+        with pytest.raises(DatabaseCorruptError, match="damaged"):
+            verify_database(engine)
+    finally:
+        engine.dispose()
+
+
 def test_damage_where_the_upgrade_writes_is_refused_and_changes_nothing(
     studio: Path, newer_app: ScratchProject
 ) -> None:

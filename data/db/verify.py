@@ -19,13 +19,16 @@ from data.migration.schema import differences, sqlite_query, sqlite_snapshot
 from data.migration.state import VERSION_TABLE
 
 
-def verify_database(engine: Engine) -> list[str]:
+def verify_database(engine: Engine, *, pages_checked: bool = False) -> list[str]:
     """What is wrong with the database behind ``engine``, one line each; ``[]`` when sound.
 
-    Raises ``DataLayerError`` for a database that cannot be opened at all.
+    ``pages_checked``: the caller has just found every page of the file sound
+    (``check_database()``), so opening it does not read them all again first; the
+    ``integrity_check`` here still reads every page. Raises ``DataLayerError`` for a
+    database that cannot be opened at all (or whose pages are damaged, unless checked).
     """
     if engine.dialect.name == "sqlite":
-        return _verify_file(Path(str(engine.url.database)).absolute())
+        return _verify_file(Path(str(engine.url.database)).absolute(), pages_checked)
     return _verify_server(engine)
 
 
@@ -47,11 +50,14 @@ def _verify_revision(connection: Connection) -> tuple[str | None, list[str]]:
     return version, []
 
 
-def _verify_file(path: Path) -> list[str]:
+def _verify_file(path: Path, pages_checked: bool) -> list[str]:
     from data.db.move import check_file_opens  # the same refusals as a move's
     from data.migration.transfer import sqlite_reader
 
-    key = check_file_opens(path)  # an encrypted file is read with its key
+    # An encrypted file is read with its key. A damaged page is refused there (a
+    # DatabaseCorruptError with the way back), unless the caller's quick_check has just
+    # passed every page: a second one would only repeat it, and integrity_check follows.
+    key = check_file_opens(path, every_page=not pages_checked)
     reader = sqlite_reader(path, key)
     problems: list[str] = []
     try:
