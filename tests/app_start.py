@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,26 @@ def warm_up(scratch: Path) -> None:
 
 def start_app_as(user: str, db_path: Path, *, timeout: float = 60) -> dict[str, Any]:
     """init_db() in a forked child that has dropped root for ``user`` (no groups)."""
+
+    def start() -> str:
+        try:
+            report = _init_db_here(db_path)
+        except BaseException as exc:
+            report = {"error": type(exc).__name__, "data_layer": False, "message": str(exc)}
+        return json.dumps(report)
+
+    result: dict[str, Any] = json.loads(run_as(user, start, timeout=timeout))
+    return result
+
+
+def run_as(user: str, action: Callable[[], str], *, timeout: float = 300) -> str:
+    """``action()`` in a forked child that has dropped root for ``user`` (no groups): the text
+    it returns, or ``"<exception class>: <message>"`` when it raised.
+
+    Forked, not started afresh: this interpreter lives in root's home, which ``user`` cannot
+    read, so the child must find every module it needs already loaded (``warm_up``). A child
+    still running at ``timeout`` is killed and the test fails.
+    """
     import pwd
 
     account = pwd.getpwnam(user)
@@ -141,10 +162,10 @@ def start_app_as(user: str, db_path: Path, *, timeout: float = 60) -> dict[str, 
             os.setgroups([])
             os.setgid(account.pw_gid)
             os.setuid(account.pw_uid)
-            report = _init_db_here(db_path)
+            result = action()
         except BaseException as exc:
-            report = {"error": type(exc).__name__, "data_layer": False, "message": str(exc)}
-        os.write(write_end, json.dumps(report).encode())
+            result = f"{type(exc).__name__}: {exc}"
+        os.write(write_end, result.encode())
         os._exit(0)
     os.close(write_end)
     deadline = time.monotonic() + timeout
@@ -155,7 +176,7 @@ def start_app_as(user: str, db_path: Path, *, timeout: float = 60) -> dict[str, 
             ready, _, _ = select.select([read_end], [], [], max(remaining, 0))
             if not ready:
                 os.kill(pid, signal.SIGKILL)
-                raise AssertionError(f"init_db() on {db_path} did not return within {timeout} s")
+                raise AssertionError(f"a child running as {user} did not finish within {timeout} s")
             chunk = os.read(read_end, 65536)
             if not chunk:
                 break
@@ -163,5 +184,4 @@ def start_app_as(user: str, db_path: Path, *, timeout: float = 60) -> dict[str, 
     finally:
         os.close(read_end)
         os.waitpid(pid, 0)
-    result: dict[str, Any] = json.loads(b"".join(chunks).decode())
-    return result
+    return b"".join(chunks).decode()

@@ -130,6 +130,26 @@ def run_alembic(
     return result
 
 
+def inklink_db(
+    *args: str,
+    db_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = PROJECT_ROOT,
+    timeout: float = 300,
+    **extra: str,
+) -> subprocess.CompletedProcess[str]:
+    """The ``inklink-db`` command (``python -m data.db``) in a fresh interpreter, pointed at
+    ``db_path`` (or with ``env`` as given); its exit code is the caller's to check."""
+    return subprocess.run(
+        [sys.executable, "-m", "data.db", *args],
+        env=dict(env) if env is not None else subprocess_env(db_path, **extra),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 # The key of the encrypted runs: every process of such a run gets it from INKLINK_DB_KEY.
 FILE_KEY = secrets.token_hex(32)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.db.head import read_history
-from tests.conftest import PROJECT_ROOT, subprocess_env
+from tests.conftest import PROJECT_ROOT, inklink_db, subprocess_env
 from tests.file_kind import connect
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -148,6 +148,10 @@ class ScratchProject:
             "print('OUTCOME', o.action, o.from_revision, o.to_revision, o.backup_path)\n"
         )
         return self.python(code, db_path, check=check, **extra)
+
+    def inklink_db(self, *args: str, db_path: Path) -> subprocess.CompletedProcess[str]:
+        """The newer app's ``inklink-db`` command on ``db_path``."""
+        return inklink_db(*args, db_path=db_path, env=self.env(db_path), cwd=self.root)
 
     def alembic(
         self, *args: str, db_path: Path, check: bool = True, **extra: str

@@ -7,8 +7,6 @@ a refusal printed once; a file it refuses left byte for byte as it was.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from data.db.backups import list_backups_everywhere
 from data.db.head import recorded_history
 from data.db.runner import ensure_current
 from data.migration.transfer import studio_tables
-from tests.conftest import PROJECT_ROOT, sha256, sqlite_url, subprocess_env
+from tests.conftest import inklink_db, sha256, sqlite_url
 from tests.studio_data import seed_baseline_rows
 
 SUBCOMMANDS = (
@@ -35,17 +33,6 @@ SUBCOMMANDS = (
     "decrypt",
     "unlock",
 )
-
-
-def inklink_db(*args: str, db_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "data.db", *args],
-        env=subprocess_env(db_path, **extra),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import pytest
 
 from data.db import errors
 from data.db.errors import DataLayerError
+from tests.app_start import run_as
 from tests.conftest import (
     PROJECT_ROOT,
     legacy_database,
@@ -188,8 +189,6 @@ def _init_db_as_nobody(db: Path) -> dict[str, object]:
     Forked, not started afresh: this interpreter lives in root's home, which 'nobody'
     cannot read. The child points the session module's engine at ``db`` first.
     """
-    import pwd
-
     # Everything init_db() may import lazily, loaded while root can still read the project
     # (a copy of it under pytest's 0700 temp folder is out of 'nobody''s reach).
     import data.db.fast_path
@@ -200,15 +199,8 @@ def _init_db_as_nobody(db: Path) -> dict[str, object]:
     from data.db.session import create_app_engine
     from tests.conftest import sqlite_url
 
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        os.close(read_end)
+    def start() -> str:
         try:
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
             session.engine = create_app_engine(sqlite_url(db))
             session.DB_PATH = str(db)
             report = {"returned": session.init_db().action}
@@ -218,15 +210,9 @@ def _init_db_as_nobody(db: Path) -> dict[str, object]:
                 "data_layer_error": isinstance(exc, DataLayerError),
                 "message": str(exc),
             }
-        os.write(write_end, json.dumps(report).encode())
-        os._exit(0)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    outcome: dict[str, object] = json.loads(b"".join(chunks).decode())
+        return json.dumps(report)
+
+    outcome: dict[str, object] = json.loads(run_as("nobody", start))
     return outcome
 
 

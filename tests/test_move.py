@@ -31,7 +31,15 @@ from data.db.outcome import CopyProgress, RevisionProgress
 from data.db.runner import ensure_current
 from data.migration.backup import list_backups
 from data.migration.transfer import studio_tables
-from tests.conftest import PROJECT_ROOT, legacy_database, sha256, sqlite_url, subprocess_env
+from tests.conftest import (
+    PROJECT_ROOT,
+    inklink_db,
+    legacy_database,
+    sha256,
+    sqlite_url,
+    subprocess_env,
+)
+from tests.head_schema import text_length
 from tests.postgres import plain, studio_at_head
 from tests.studio_data import seed_baseline_rows
 
@@ -39,19 +47,6 @@ pytestmark = pytest.mark.postgres
 
 # A session from a year's last microsecond into the next year: what a text copy shifts.
 MOMENTS = ("2025-12-31 23:59:59.999999", "2026-03-01 10:00:00.123456")
-
-
-def inklink_db(
-    *args: str, db_path: Path, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "data.db", *args],
-        env=env or subprocess_env(db_path),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def make_studio(path: Path, clients: int = 12) -> Path:
@@ -321,7 +316,9 @@ REFUSED_ROWS = (
     # an over-long name, a NUL, money with a fraction, an integer past the server's, a
     # datetime not in the stored form, an email whose lower case only the server changes
     (
-        "UPDATE clients SET first_name = '{}' WHERE id = 2".format("x" * 101),
+        "UPDATE clients SET first_name = '{}' WHERE id = 2".format(
+            "x" * (text_length("clients", "first_name") + 1)
+        ),
         "clients",
         2,
         "first_name",

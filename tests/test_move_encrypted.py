@@ -15,7 +15,6 @@ import re
 import secrets
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from data.db.cipher import cipher_url
 from data.db.head import recorded_history
 from data.migration.backup import list_backups
 from data.migration.guards import column_guards
-from tests.conftest import PROJECT_ROOT, legacy_database, sha256, subprocess_env
+from tests.conftest import inklink_db, legacy_database, sha256, subprocess_env
 from tests.postgres import plain
 from tests.studio_data import seed_baseline_rows
 from tests.test_move import (
@@ -52,14 +51,7 @@ def run(
     env.pop("INKLINK_DB_KEY", None)
     if key is not None:
         env["INKLINK_DB_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "data.db", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return inklink_db(*args, db_path=db_path, env=env)
 
 
 def encrypt(path: Path) -> Path:

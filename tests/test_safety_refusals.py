@@ -21,6 +21,7 @@ from data.db.errors import (
 from data.db.head import HEAD_REVISION
 from data.db.runner import ensure_current
 from data.db.session import create_app_engine
+from tests.app_start import run_as
 from tests.conftest import (
     LEGACY_SQL,
     legacy_database,
@@ -194,33 +195,6 @@ def test_alembic_command_adopts_a_legacy_database_too(tmp_path: Path) -> None:
     assert studio_invariants(db) == before
 
 
-def _as_nobody(action: Callable[[], str]) -> str:
-    """Run ``action`` in a forked child that has dropped root for the 'nobody' user."""
-    import pwd
-
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        os.close(read_end)
-        try:
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            result = action()
-        except BaseException as exc:
-            result = f"{type(exc).__name__}: {exc}"
-        os.write(write_end, result.encode())
-        os._exit(0)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    return b"".join(chunks).decode()
-
-
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 and not os.environ.get("CI"),
     reason="dropping privileges needs root (CI runs as root)",
@@ -240,13 +214,13 @@ def test_folder_the_user_cannot_write_is_refused(world_readable_dir: Path) -> No
     os.chmod(existing, 0o644)
     digest = sha256(existing)
 
-    refused = _as_nobody(lambda: run_runner(existing))
+    refused = run_as("nobody", lambda: run_runner(existing))
     assert refused.startswith(DatabaseNotWritableError.__name__), refused
     assert str(existing) in refused
     assert "cannot write" in refused
     assert sha256(existing) == digest
     # The same process, where it may write, succeeds: the refusal was for the right reason.
-    assert _as_nobody(lambda: run_runner(open_folder / "inklink.db")) == "created"
+    assert run_as("nobody", lambda: run_runner(open_folder / "inklink.db")) == "created"
 
 
 @needs_root

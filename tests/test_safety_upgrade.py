@@ -121,10 +121,11 @@ REBUILD_PARENTS = Revision(
     "cafe00000002",
     doc="rebuild the two parent tables",
     upgrade="""
-        with op.batch_alter_table("clients", recreate="always") as batch:
-            batch.alter_column("phone", existing_type=sa.String(40), type_=sa.String(40))
-        with op.batch_alter_table("tattoo_sessions", recreate="always") as batch:
-            batch.alter_column("placement", existing_type=sa.String(100), type_=sa.String(100))
+        # A rebuild of each, whatever their columns are by then.
+        with op.batch_alter_table("clients", recreate="always"):
+            pass
+        with op.batch_alter_table("tattoo_sessions", recreate="always"):
+            pass
     """,
 )
 

@@ -10,8 +10,6 @@ reported after start with the way back.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -174,16 +172,26 @@ def test_damage_the_upgrade_does_not_touch_is_found_after_start_with_the_way_bac
     assert report.split()[1:] == ["damaged", str(good)]
     assert str(good) in checked.stdout and "restore" in checked.stdout
 
-    verify = subprocess.run(
-        [sys.executable, "-m", "data.db", "verify"],
-        env=newer_app.env(studio),
-        cwd=newer_app.root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    verify = newer_app.inklink_db("verify", db_path=studio)
     assert verify.returncode == 1, verify
     assert "damaged" in verify.stderr and str(good) in verify.stderr
+
+
+def test_verify_on_its_own_still_reads_every_page_before_it_opens_the_file(
+    studio: Path,
+) -> None:
+    """The command checks every page first and tells ``verify_database`` so; called on its
+    own, it checks them itself, and damage is an error for people, not the driver's."""
+    from data.db.errors import DatabaseCorruptError
+    from data.db.verify import verify_database
+
+    damage_table(studio, "transactions")
+    engine = create_app_engine(sqlite_url(studio))
+    try:
+        with pytest.raises(DatabaseCorruptError, match="damaged"):
+            verify_database(engine)
+    finally:
+        engine.dispose()
 
 
 def test_damage_where_the_upgrade_writes_is_refused_and_changes_nothing(
@@ -202,14 +210,7 @@ def test_a_sound_file_passes_the_check_from_the_command_line(
     studio: Path, newer_app: ScratchProject
 ) -> None:
     newer_app.init_db(studio)  # verify also holds the file to its app's head
-    verify = subprocess.run(
-        [sys.executable, "-m", "data.db", "verify"],
-        env=newer_app.env(studio),
-        cwd=newer_app.root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    verify = newer_app.inklink_db("verify", db_path=studio)
     assert verify.returncode == 0, verify
     assert "no damage found" in verify.stdout
 

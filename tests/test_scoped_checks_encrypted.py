@@ -9,8 +9,6 @@ in the encrypted pages must be found and reported the same way as in a plain fil
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -81,17 +79,6 @@ def damage_encrypted_table(db: Path, table: str) -> None:
         handle.write(b"\x0d\xff\xff\xff\xff\xff\xff\xff" * 4)
 
 
-def _verify(project: ScratchProject, db: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "data.db", "verify"],
-        env=project.env(db),
-        cwd=project.root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_an_encrypted_upgrade_is_backed_up_encrypted_and_checked_after_start(
     wal_studio: Path, newer_app: ScratchProject
 ) -> None:
@@ -104,7 +91,7 @@ def test_an_encrypted_upgrade_is_backed_up_encrypted_and_checked_after_start(
     assert _keyed_query(copy, "PRAGMA quick_check") == [("ok",)]
     assert _keyed_query(copy, "SELECT count(*) FROM clients") == [(30,)]
 
-    verify = _verify(newer_app, studio)
+    verify = newer_app.inklink_db("verify", db_path=studio)
     assert verify.returncode == 0, verify
     assert "no damage found" in verify.stdout
     code = (
@@ -129,7 +116,7 @@ def test_damage_in_an_encrypted_file_is_found_after_start_with_the_way_back(
     checked = newer_app.python(CHECK, studio)
     report = next(line for line in checked.stdout.splitlines() if line.startswith("REPORT"))
     assert report.split()[1:] == ["damaged", str(good)]
-    verify = _verify(newer_app, studio)
+    verify = newer_app.inklink_db("verify", db_path=studio)
     assert verify.returncode == 1, verify
     assert "damaged" in verify.stderr and str(good) in verify.stderr
 

@@ -25,10 +25,14 @@ from data.migration import guards
 from data.models import Client
 from tests.clone import Clone, ok
 from tests.conftest import run_alembic, sha256, sqlite_url
+from tests.head_schema import noun, plain_limited_text_column, text_length
 from tests.postgres import plain, studio_at_head
 from tests.studio_data import STAMP, seed_baseline_rows, studio_invariants
 
 GOOD = STAMP  # the stored form of a datetime
+# The lengths today's models give the names: the guards follow them, and so do these tests.
+FIRST_NAME = text_length("clients", "first_name")
+LAST_NAME = text_length("clients", "last_name")
 
 
 def refused_raw(db: Path, statement: str, match: str) -> None:
@@ -77,7 +81,11 @@ REFUSED = [
     ("UPDATE transactions SET amount_cents = ?", 10.5, "whole number"),
     ("UPDATE transactions SET amount_cents = ?", "ten", "whole number"),
     ("UPDATE transactions SET amount_cents = ?", 2**31, "between -2147483648 and 2147483647"),
-    ("UPDATE clients SET first_name = ?", "x" * 101, "at most 100 characters"),
+    (
+        "UPDATE clients SET first_name = ?",
+        "x" * (FIRST_NAME + 1),
+        f"at most {FIRST_NAME} characters",
+    ),
     ("UPDATE clients SET first_name = ?", "Ada\x00Eve", "NUL"),
     ("UPDATE clients SET notes = ?", "fine\x00not", "NUL"),
     ("UPDATE clients SET notes = ?", b"\x00\x01", "must be text"),
@@ -112,7 +120,7 @@ def test_raw_sql_cannot_store_what_the_models_refuse(
     [
         ("UPDATE transactions SET amount_cents = ?", 10.0),  # SQLite stores 10
         ("UPDATE transactions SET amount_cents = ?", 2**31 - 1),
-        ("UPDATE clients SET first_name = ?", "x" * 100),
+        ("UPDATE clients SET first_name = ?", "x" * FIRST_NAME),
         ("UPDATE clients SET first_name = ?", "Zoë 🐉"),
         ("UPDATE clients SET notes = ?", None),
         ("UPDATE transactions SET occurred_at = ?", "2024-02-29 23:59:59.999999"),
@@ -141,9 +149,9 @@ def test_a_refused_write_through_the_app_names_the_rule(studio: Path, app_engine
     with Session(app_engine) as session, pytest.raises(WriteRefusedError) as refused:
         client = session.get(Client, 1)
         assert client is not None
-        client.last_name = "L" * 101
+        client.last_name = "L" * (LAST_NAME + 1)
         session.commit()
-    assert "a client's last name can be at most 100 characters long" in str(refused.value)
+    assert f"a client's last name can be at most {LAST_NAME} characters long" in str(refused.value)
 
 
 def _file_at_revision_before_guards(db_path: Path) -> None:
@@ -358,10 +366,10 @@ def test_a_data_step_after_a_rebuild_is_checked_against_every_guard(tmp_path: Pa
         source.replace(
             steps,
             'def upgrade() -> None:\n    """pad names"""\n'
-            '    with op.batch_alter_table("clients", recreate="always") as batch_op:\n'
-            '        batch_op.alter_column("phone", existing_type=sa.String(40))\n'
-            "    op.execute(\"UPDATE clients SET first_name = first_name || printf('%.120c', 'x') "
-            'WHERE id = 2")\n\n\n'
+            '    with op.batch_alter_table("clients", recreate="always"):\n'
+            "        pass  # a rebuild, whatever the columns are\n"
+            '    op.execute("UPDATE clients SET first_name = first_name || '
+            f"printf('%.{FIRST_NAME + 20}c', 'x') WHERE id = 2\")\n\n\n"
             'def downgrade() -> None:\n    """Undo: pad names"""\n'
             '    raise NotImplementedError("padded names cannot be told apart")\n',
         )
@@ -370,7 +378,7 @@ def test_a_data_step_after_a_rebuild_is_checked_against_every_guard(tmp_path: Pa
     before = sha256(db)
     refused = clone.alembic("upgrade", "head", db_path=db)
     assert refused.returncode != 0
-    assert "clients row 2: a client's first name can be at most 100 characters long" in (
+    assert f"clients row 2: a client's first name can be at most {FIRST_NAME} characters long" in (
         refused.stdout + refused.stderr
     )
     assert sha256(db) == before
@@ -378,33 +386,38 @@ def test_a_data_step_after_a_rebuild_is_checked_against_every_guard(tmp_path: Pa
 
 def test_a_type_narrowed_by_the_rebuild_helper_is_checked_on_every_row(tmp_path: Path) -> None:
     """``rebuild_table`` copies rows into ``_rebuild_tmp_<t>``: a rebuild, like Alembic's
-    batch copy, so a guard its new types bring is checked on every row, not on the first."""
+    batch copy, so a guard its new types bring is checked on every row, not on the first.
+
+    The column is whichever plain ``String(n)`` column the models give clients today; the
+    revision narrows it by one character, so only a value of the full length breaks it."""
+    column, length = plain_limited_text_column("clients")
     clone = Clone(tmp_path / "project")
     db = tmp_path / "studio.db"
     ok(clone.alembic("upgrade", "head", db_path=db))
     seed_baseline_rows(db, clients=4, payments_per_client=1)
     connection = sqlite3.connect(db)
     with connection:
-        connection.execute("UPDATE clients SET phone = NULL WHERE id = 1")
-        connection.execute("UPDATE clients SET phone = '555-0100 ext 9' WHERE id = 3")
+        connection.execute(f'UPDATE clients SET "{column}" = NULL')
+        connection.execute(f'UPDATE clients SET "{column}" = ? WHERE id = 3', ("x" * length,))
     connection.close()
-    ok(clone.alembic("revision", "-m", "short phones", db_path=db))
+    ok(clone.alembic("revision", "-m", f"shorter {column}", db_path=db))
     revision = clone.revision_file(clone.manifest()[-1])
     source = revision.read_text()
     steps = source[source.index("def upgrade") :]
+    declared = rf"({column}\W+)VARCHAR\({length}\)"
     revision.write_text(
         "import re\n\nfrom data.migration.rebuild import rebuild_table\n"
         + source.replace(
             steps,
-            'def upgrade() -> None:\n    """short phones"""\n'
+            f'def upgrade() -> None:\n    """shorter {column}"""\n'
             "    bind = op.get_bind()\n"
             "    sql = bind.exec_driver_sql(\n"
             "        \"SELECT sql FROM sqlite_master WHERE name = 'clients'\"\n"
             "    ).scalar_one()\n"
-            '    narrowed = re.sub(r"(phone\\W+)VARCHAR\\(40\\)", r"\\1VARCHAR(5)", sql)\n'
+            f"    narrowed = re.sub({declared!r}, r'\\1VARCHAR({length - 1})', sql)\n"
             "    assert narrowed != sql\n"
             '    rebuild_table(bind, "clients", narrowed)\n\n\n'
-            'def downgrade() -> None:\n    """Undo: short phones"""\n'
+            f'def downgrade() -> None:\n    """Undo: shorter {column}"""\n'
             '    raise NotImplementedError("a test revision")\n',
         )
     )
@@ -412,7 +425,9 @@ def test_a_type_narrowed_by_the_rebuild_helper_is_checked_on_every_row(tmp_path:
     before = sha256(db)
     refused = clone.alembic("upgrade", "head", db_path=db)
     assert refused.returncode != 0, refused.stdout + refused.stderr
-    assert "clients row 3: a client's phone can be at most 5 characters long" in (
-        refused.stdout + refused.stderr
+    words = column.replace("_", " ")
+    assert (
+        f"clients row 3: a {noun('clients')}'s {words} can be at most {length - 1} characters long"
+        in refused.stdout + refused.stderr
     )
     assert sha256(db) == before

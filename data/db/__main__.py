@@ -284,6 +284,7 @@ def verify(_args: argparse.Namespace) -> int:
     from data.db.session import check_database, display_database
     from data.db.verify import verify_database
 
+    pages_checked = False
     if not _server():
         from data.db.errors import DatabaseCorruptError
         from data.db.move import check_file_opens
@@ -299,9 +300,10 @@ def verify(_args: argparse.Namespace) -> int:
             if report.status == "damaged":
                 print(report.describe(), file=sys.stderr)
                 return NO
+        pages_checked = report.status == "ok"
     engine = _configured_engine()
     try:
-        problems = verify_database(engine)
+        problems = verify_database(engine, pages_checked=pages_checked)
     finally:
         engine.dispose()
     if problems:

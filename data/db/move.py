@@ -86,11 +86,13 @@ def server_url(text: str) -> URL:
 # --- the dry run -------------------------------------------------------------------------
 
 
-def check_file_opens(db_path: Path) -> DatabaseKey | None:
+def check_file_opens(db_path: Path, *, every_page: bool = True) -> DatabaseKey | None:
     """Refuse a path that holds no studio database, before anything opens it for writing.
 
     Returns the key an encrypted file opens with (``INKLINK_DB_KEY``, else the keyring; the
-    classification has just proved it opens the file), ``None`` for a plain file.
+    classification has just proved it opens the file), ``None`` for a plain file. Without
+    ``every_page`` only the schema table is checked for damage: for a caller that runs a
+    whole-file check of its own next.
     """
     display = str(db_path)
     check_location(db_path)
@@ -101,7 +103,7 @@ def check_file_opens(db_path: Path) -> DatabaseKey | None:
             "Run `python -m data.db` first: it keeps a copy of everything as it is, then lets "
             "SQLite recover the file. " + UNCHANGED,
         )
-    state = inspect_sqlite_file(db_path)
+    state = inspect_sqlite_file(db_path, quick_check=every_page)
     if not state.exists or not state.user_tables:
         raise NotADatabaseError(
             display,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from data.db.head import exported_schema, recorded_history
 from data.migration.backends import backend_for
@@ -19,22 +19,27 @@ from data.migration.schema import differences, sqlite_query, sqlite_snapshot
 from data.migration.state import VERSION_TABLE
 
 
-def _versions(rows: list[tuple[object, ...]]) -> list[str]:
-    return [str(row[0]) for row in rows]
-
-
-def verify_database(engine: Engine) -> list[str]:
+def verify_database(engine: Engine, *, pages_checked: bool = False) -> list[str]:
     """What is wrong with the database behind ``engine``, one line each; ``[]`` when sound.
 
-    Raises ``DataLayerError`` for a database that cannot be opened at all.
+    ``pages_checked``: the caller has just found every page of the file sound
+    (``check_database()``), so opening it does not read them all again first; the
+    ``integrity_check`` here still reads every page. Raises ``DataLayerError`` for a
+    database that cannot be opened at all (or whose pages are damaged, unless checked).
     """
     if engine.dialect.name == "sqlite":
-        return _verify_file(Path(str(engine.url.database)).absolute())
+        return _verify_file(Path(str(engine.url.database)).absolute(), pages_checked)
     return _verify_server(engine)
 
 
-def _verify_revision(versions: list[str]) -> tuple[str | None, list[str]]:
+def _verify_revision(connection: Connection) -> tuple[str | None, list[str]]:
+    """The revision the database records, when it is one this app knows, and what is wrong
+    with what it records (the same for a file and a server)."""
     history = recorded_history()
+    versions: list[str] = []
+    if connection.dialect.has_table(connection, VERSION_TABLE):
+        rows = connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")
+        versions = [str(row[0]) for row in rows]
     if len(versions) != 1:
         return None, [f"it records {len(versions)} revisions ({', '.join(versions)}), not one"]
     (version,) = versions
@@ -45,11 +50,14 @@ def _verify_revision(versions: list[str]) -> tuple[str | None, list[str]]:
     return version, []
 
 
-def _verify_file(path: Path) -> list[str]:
+def _verify_file(path: Path, pages_checked: bool) -> list[str]:
     from data.db.move import check_file_opens  # the same refusals as a move's
     from data.migration.transfer import sqlite_reader
 
-    key = check_file_opens(path)  # an encrypted file is read with its key
+    # An encrypted file is read with its key. A damaged page is refused there (a
+    # DatabaseCorruptError with the way back), unless the caller's quick_check has just
+    # passed every page: a second one would only repeat it, and integrity_check follows.
+    key = check_file_opens(path, every_page=not pages_checked)
     reader = sqlite_reader(path, key)
     problems: list[str] = []
     try:
@@ -63,13 +71,7 @@ def _verify_file(path: Path) -> list[str]:
                 f"foreign key: {row[0]} row {row[1]} points at a missing {row[2]} row"
                 for row in connection.exec_driver_sql("PRAGMA foreign_key_check")
             )
-            has_versions = connection.dialect.has_table(connection, VERSION_TABLE)
-            rows = (
-                connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
-                if has_versions
-                else []
-            )
-            version, revision_problems = _verify_revision(_versions([tuple(r) for r in rows]))
+            version, revision_problems = _verify_revision(connection)
             problems.extend(revision_problems)
             if version is not None:
                 promised = exported_schema(version)
@@ -91,13 +93,7 @@ def _verify_server(engine: Engine) -> list[str]:
     backend = backend_for(engine)
     problems: list[str] = []
     with engine.connect() as connection, connection.begin():
-        has_versions = connection.dialect.has_table(connection, VERSION_TABLE)
-        rows = (
-            connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
-            if has_versions
-            else []
-        )
-        version, revision_problems = _verify_revision(_versions([tuple(r) for r in rows]))
+        version, revision_problems = _verify_revision(connection)
         problems.extend(revision_problems)
         if version is not None:
             expected = backend.promised_schema(connection, version)

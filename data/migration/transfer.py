@@ -376,40 +376,39 @@ def sqlite_reader(path: Path, key: DatabaseKey | None = None) -> Engine:
 
     An encrypted file is read with its ``key`` (through SQLCipher, as every raw open of it).
     """
-    pragma = key.pragma() if key is not None else None
-    engine = create_engine(
-        "sqlite://", creator=lambda: raw_sqlite.connect(path, key=pragma), poolclass=NullPool
-    )
-    timeout_ms = busy_timeout_ms()
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+    return _raw_engine(
+        path,
+        key.pragma() if key is not None else None,
         # Nothing this engine runs can change the file, whatever a bug might send.
-        dbapi_connection.execute("PRAGMA query_only = ON")
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
-
-    return engine
+        pragmas=("PRAGMA query_only = ON",),
+        begin="BEGIN",
+    )
 
 
 def sqlite_writer(path: Path) -> Engine:
     """An engine whose transactions write ``path`` with its rules on: foreign keys checked on
     every insert, the write lock taken at ``BEGIN IMMEDIATE``."""
+    return _raw_engine(path, None, pragmas=("PRAGMA foreign_keys = ON",), begin="BEGIN IMMEDIATE")
+
+
+def _raw_engine(
+    path: Path, key_pragma: str | None, *, pragmas: tuple[str, ...], begin: str
+) -> Engine:
+    """An engine on ``path`` through the one raw opener: each connection waits for locks as
+    the app does and runs ``pragmas``; each transaction starts with ``begin``."""
     engine = create_engine(
-        "sqlite://", creator=lambda: raw_sqlite.connect(path), poolclass=NullPool
+        "sqlite://", creator=lambda: raw_sqlite.connect(path, key=key_pragma), poolclass=NullPool
     )
     timeout_ms = busy_timeout_ms()
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        for pragma in pragmas:
+            dbapi_connection.execute(pragma)
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(begin)
 
     return engine
