@@ -477,6 +477,7 @@ class Bench:
         peaks: list[float] = []
         commits: list[int] = []
         steps: list[dict[str, float]] = []
+        cpu: dict[str, list[float]] = {"thread": [], "process": [], "raw": []}
         for repeat in range(self.sizes.rebuild_repeats):
             for side in ("runner", "raw") if repeat % 2 == 0 else ("raw", "runner"):
                 db = self.work / f"rebuild-{side}.db"
@@ -490,6 +491,8 @@ class Bench:
                     runner_total.append(answer["ms"])
                     peaks.append(answer["peak_mb"])
                     steps.append(answer["steps"])
+                    cpu["thread"].append(answer["thread_cpu_ms"])
+                    cpu["process"].append(answer["process_cpu_ms"])
                     commits.append(answer["commits"] + answer["autocommit_writes"])
                 else:
                     # The copy a backup would make, of the file as the runner meets it.
@@ -497,6 +500,7 @@ class Bench:
                     _, answer = run_child(RAW_REBUILD, child_env(root, None), root, str(db))
                     raw.append(answer["rebuild_ms"])
                     raw_whole.append(answer["whole_ms"])
+                    cpu["raw"].append(answer["cpu_ms"])
                 for leftover in self.work.glob("rebuild-cp.db*"):
                     leftover.unlink()
                 for leftover in self.work.glob(f"rebuild-{side}.db*"):
@@ -525,7 +529,7 @@ class Bench:
         baseline = median(raw_whole) + median(copies)
         whole = median(runner_total) / baseline
         self.samples[f"d/{how}"].update(
-            raw_whole=raw_whole, copies=copies, peaks=peaks, steps=steps
+            raw_whole=raw_whole, copies=copies, peaks=peaks, steps=steps, cpu=cpu
         )
         self.rows.append(
             Row(
@@ -536,7 +540,10 @@ class Bench:
                 f"{median(runner_total):.0f} ms (lock, backup, rebuild, checks) vs raw SQL "
                 f"{median(raw_whole):.0f} ms (with commit and checkpoint) + cp+fsync "
                 f"{median(copies):.0f} ms; peak memory {max(peaks):.0f} MB; "
-                f"steps: {shares(steps)}",
+                f"steps: {shares(steps)}; CPU: upgrade thread {median(cpu['thread']):.0f} ms "
+                f"({median(cpu['thread']) / median(cpu['raw']):.2f}x raw's "
+                f"{median(cpu['raw']):.0f} ms), with the reader beside it "
+                f"{median(cpu['process']):.0f} ms",
                 "<= 1.5x" if how == "helper" else "(reference)",
                 whole <= 1.5 if how == "helper" else None,
             )
