@@ -1,5 +1,4 @@
-"""A rebuild costs about SQLite's own copy: the old table's freed pages are not written again,
-and what the rebuild tunes on the runner's connection is put back before the checks."""
+"""A rebuild costs about SQLite's own copy, and leaves the runner's connection as it found it."""
 
 from __future__ import annotations
 
