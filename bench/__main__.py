@@ -117,6 +117,13 @@ def shares(steps: list[dict[str, float]]) -> str:
     return ", ".join(f"{step} {100 * ms / total:.0f}%" for step, ms in medians.items())
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: a shared machine's figures mean little without."""
+    if not hasattr(os, "getloadavg"):
+        return "?"
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -469,6 +476,8 @@ class Bench:
         copies: list[float] = []
         peaks: list[float] = []
         commits: list[int] = []
+        steps: list[dict[str, float]] = []
+        cpu: dict[str, list[float]] = {"thread": [], "process": [], "raw": []}
         for repeat in range(self.sizes.rebuild_repeats):
             for side in ("runner", "raw") if repeat % 2 == 0 else ("raw", "runner"):
                 db = self.work / f"rebuild-{side}.db"
@@ -481,6 +490,9 @@ class Bench:
                     runner.append(answer["rebuild_ms"])
                     runner_total.append(answer["ms"])
                     peaks.append(answer["peak_mb"])
+                    steps.append(answer["steps"])
+                    cpu["thread"].append(answer["thread_cpu_ms"])
+                    cpu["process"].append(answer["process_cpu_ms"])
                     commits.append(answer["commits"] + answer["autocommit_writes"])
                 else:
                     # The copy a backup would make, of the file as the runner meets it.
@@ -488,6 +500,7 @@ class Bench:
                     _, answer = run_child(RAW_REBUILD, child_env(root, None), root, str(db))
                     raw.append(answer["rebuild_ms"])
                     raw_whole.append(answer["whole_ms"])
+                    cpu["raw"].append(answer["cpu_ms"])
                 for leftover in self.work.glob("rebuild-cp.db*"):
                     leftover.unlink()
                 for leftover in self.work.glob(f"rebuild-{side}.db*"):
@@ -515,7 +528,9 @@ class Bench:
         )
         baseline = median(raw_whole) + median(copies)
         whole = median(runner_total) / baseline
-        self.samples[f"d/{how}"].update(raw_whole=raw_whole, copies=copies, peaks=peaks)
+        self.samples[f"d/{how}"].update(
+            raw_whole=raw_whole, copies=copies, peaks=peaks, steps=steps, cpu=cpu
+        )
         self.rows.append(
             Row(
                 "d",
@@ -524,7 +539,11 @@ class Bench:
                 f"{whole:.2f}x raw SQL + cp",
                 f"{median(runner_total):.0f} ms (lock, backup, rebuild, checks) vs raw SQL "
                 f"{median(raw_whole):.0f} ms (with commit and checkpoint) + cp+fsync "
-                f"{median(copies):.0f} ms; peak memory {max(peaks):.0f} MB",
+                f"{median(copies):.0f} ms; peak memory {max(peaks):.0f} MB; "
+                f"steps: {shares(steps)}; CPU: upgrade thread {median(cpu['thread']):.0f} ms "
+                f"({median(cpu['thread']) / median(cpu['raw']):.2f}x raw's "
+                f"{median(cpu['raw']):.0f} ms), with the reader beside it "
+                f"{median(cpu['process']):.0f} ms",
                 "<= 1.5x" if how == "helper" else "(reference)",
                 whole <= 1.5 if how == "helper" else None,
             )
@@ -921,6 +940,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.full and not args.quick:
         sizes = replace(sizes, studio_mb=(*sizes.studio_mb, 1000))
     work = Path(tempfile.mkdtemp(prefix="inklink-bench-"))
+    load_at_start = load_average()
     started = time.perf_counter()
     bench = Bench(sizes, work)
     try:
@@ -949,10 +969,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     elapsed = time.perf_counter() - started
     print(table(bench.rows))
+    load = load_average()
     print(
         f"\n{platform.python_implementation()} {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, {'quick' if args.quick else 'full'} run "
-        f"in {elapsed:.0f} s"
+        f"in {elapsed:.0f} s; load average at the start {load_at_start}, at the end {load}"
     )
     if args.json:
         args.json.write_text(
