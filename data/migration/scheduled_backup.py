@@ -343,13 +343,15 @@ def finish_backups(
     final = BackupReport(started.database, started.due)
     final.made, final.unchanged = started.made, started.unchanged
     folder = backup_folder(db_path)
+    # A call that was not due has no copy of its own: it came to verify what was left.
+    own = started.pending if started.due else None
     with verification_lock(db_path):
         for entry in pending_entries(_read_record(db_path)):
             made = _verify_one(db_path, folder, entry, key, final, lock_timeout)
-            if made is not None and str(folder / str(entry["file"])) != started.pending:
+            if made is not None and str(folder / str(entry["file"])) != own:
                 final.earlier.append(str(made))
-        if started.pending is not None:
-            _outcome_of(db_path, Path(started.pending), final)
+        if own is not None:
+            _outcome_of(db_path, Path(own), final)
         with migration_lock(db_path, lock_timeout):
             copy = _newest_here(db_path, newest_scheduled(_read_record(db_path)))
             if copy is not None and second_place is not None:
