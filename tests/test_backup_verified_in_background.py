@@ -11,6 +11,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,8 @@ def verification_held(db: Path) -> Iterator[None]:
 
 
 def waiting(db: Path) -> list[dict[str, object]]:
+    if not (db.parent / f"{db.name}.backups.json").exists():
+        return []
     return [e for e in record(db)["copies"] if e["kind"] == PENDING]  # type: ignore[attr-defined]
 
 
@@ -88,6 +91,8 @@ def test_a_due_backup_returns_before_its_copy_is_verified_and_counts_it_only_aft
         again = backup_if_due(db, second_place=usb, now=T0 + 60)
         assert again.due and again.pending == report.pending, again.describe()
         assert len(list(pending.parent.glob("*.db*"))) == 1
+        assert report.wait(timeout=2.0) is None, "verified while another verifier held the lock"
+        assert pending.is_file() and scheduled(db) == []
     final = report.wait(timeout=120)
     assert final is not None and final is not report
     assert final.made == str(pending.with_name(pending.name.removesuffix(PENDING_SUFFIX)))
@@ -185,21 +190,37 @@ print(report.made or "", report.failed or "", "|".join(report.warnings), sep="\\
 """
 
 
-def test_two_processes_backing_up_at_once_each_verify_and_record_theirs(tmp_path: Path) -> None:
+def start_both(db: Path, now: float) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", TWO_AT_ONCE, str(db), repr(now + n)],
+            env=subprocess_env(db),
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+
+
+def test_two_processes_backing_up_at_once_make_and_verify_one_copy(tmp_path: Path) -> None:
+    """Two windows (or a window and the scheduler) back up the same file at once: the
+    second finds the first's copy waiting and awaits its verification; the two workers
+    never verify one copy together (one would find it renamed under it)."""
     db = make_studio(tmp_path / "studio" / "inklink.db", clients=400)
+    connection = sqlite3.connect(db)
+    with connection:  # 32 MB of photos, so a check takes a while
+        connection.execute("CREATE TABLE padding (b BLOB)")
+        connection.executemany("INSERT INTO padding VALUES (randomblob(1048576))", [()] * 32)
+    connection.close()
     for day in range(2):
         add_client(db, day)
-        children = [
-            subprocess.Popen(
-                [sys.executable, "-c", TWO_AT_ONCE, str(db), repr(T0 + day * DAY + n)],
-                env=subprocess_env(db),
-                cwd=PROJECT_ROOT,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for n in range(2)
-        ]
+        with verification_held(db):  # both calls return their copy before either is checked
+            children = start_both(db, T0 + day * DAY)
+            while not waiting(db) and all(child.poll() is None for child in children):
+                time.sleep(0.05)
+            time.sleep(2.0)  # the second child's call, past the migration lock
         made = []
         for child in children:
             out, err = child.communicate(timeout=300)
@@ -207,8 +228,7 @@ def test_two_processes_backing_up_at_once_each_verify_and_record_theirs(tmp_path
             made_line, failed_line, warnings = out.split("\n")[:3]
             assert made_line and not failed_line and not warnings, out
             made.append(made_line)
-        # The second saw the first's copy of the same file: one copy, verified once.
-        assert len(set(made)) == 1, made
+        assert len(set(made)) == 1, f"two copies of one unchanged file: {made}"
     assert waiting(db) == []
     assert [e["rows"]["clients"] for e in scheduled(db)] == [401, 402]  # type: ignore[index]
     assert not list((db.parent / "backups").glob("*" + PENDING_SUFFIX))

@@ -179,7 +179,10 @@ def _finished(report: BackupReport, finish: Callable[[BackupReport], BackupRepor
     except Exception as exc:
         final = BackupReport(report.database, report.due)
         final.made, final.unchanged, final.pending = report.made, report.unchanged, report.pending
-        if isinstance(exc, (DataLayerError, OSError)):
+        if isinstance(exc, DataLayerError):
+            final.warn(str(exc))
+            log.warning("backups of %s not verified: %s", report.database, exc)
+        elif isinstance(exc, OSError):
             final.warn(f"{exc} (a copy not verified is not counted; the next backup verifies it)")
             log.warning("backups of %s not verified: %s", report.database, exc)
         else:
