@@ -588,3 +588,32 @@ def test_an_unwritable_second_place_is_a_warning(tmp_path: Path) -> None:
         assert list(card.iterdir()) == []
     finally:
         subprocess.run(["umount", "--lazy", str(card)], check=True)
+
+
+def test_the_way_back_after_damage_is_the_newest_good_copy_of_any_kind_in_either_place(
+    tmp_path: Path,
+) -> None:
+    """`verify` names the newest copy that passes the check: a scheduled copy newer than the
+    last upgrade's, and when the data folder's copies are gone, the second place's."""
+    from tests.test_scoped_checks import damage_table
+
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    head = str(query(db, "SELECT version_num FROM alembic_version")[0][0])
+    before_upgrade = backup_database(db, label=head)
+    add_client(db, 1)
+    scheduled_copy = Path(str(backup_if_due(db, second_place=usb, wait=True).made))
+    damage_table(db, "transactions")
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return data_db("verify", db=db, INKLINK_BACKUP_DIR=str(usb))
+
+    found = verify()
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert str(scheduled_copy) in found.stderr and str(before_upgrade) not in found.stderr
+    shutil.rmtree(db.parent / "backups")  # the copies beside it lost too
+    found = verify()
+    assert found.returncode == 1, found.stdout + found.stderr
+    (there,) = [p for p in usb.iterdir() if p.suffix == ".db"]
+    assert str(there) in found.stderr, found.stderr

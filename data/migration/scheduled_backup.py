@@ -48,6 +48,7 @@ from data.migration.schedule import (
     iso,
     to_keep,
 )
+from data.migration.sqlite_file import whole_file_problems
 from data.migration.verified_copy import (
     FAILED_SUFFIX,
     MANIFEST_FORMAT,
@@ -711,6 +712,42 @@ def choose(db_path: Path, second_place: Path | None, choice: str) -> ListedBacku
         "Run `python -m data.db list-backups` and give a path, a name or a date from it. "
         + UNCHANGED,
     )
+
+
+# --- the way back after damage -----------------------------------------------------------------
+
+
+def last_good_copy(
+    db_path: Path, key: keys.DatabaseKey | None = None, second_place: Path | None = None
+) -> Path | None:
+    """The newest copy of ``db_path`` whose every page passes SQLite's check: of any kind
+    (before an upgrade, scheduled and verified) and in either place, this database's own.
+
+    The way back from damage found after start: the newest copy may have been made from the
+    damaged file itself (a copy is the file's bytes; an upgrade checks only what it touched),
+    so each is checked again, newest first, until one passes; a copy here comes before its
+    twin in the second place. The copies of an encrypted database have its key and salt:
+    ``key`` opens them. A copy not verified yet is never offered.
+    """
+    folder = backup_folder(db_path)
+    found: list[tuple[float, int, Path]] = []
+    for entry in _recorded(db_path, BACKUP):
+        found.append((epoch_of(entry.get("made_at")) or 0.0, 1, folder / str(entry["file"])))
+    for entry in _recorded(db_path, SCHEDULED):
+        if entry.get("verified"):
+            found.append((epoch_of(entry.get("made_at")) or 0.0, 1, folder / str(entry["file"])))
+    if second_place is not None:
+        mine = origin(db_path)
+        for copy, manifest in manifests_in(second_place):
+            if manifest.get("origin") == mine and manifest.get("kind") == SCHEDULED:
+                found.append((epoch_of(manifest.get("made_at")) or 0.0, 0, copy))
+    for _, _, candidate in sorted(found, key=lambda item: item[:2], reverse=True):
+        try:
+            if not whole_file_problems(candidate, read_only=True, key=key):
+                return candidate
+        except raw_sqlite.IO_ERRORS as exc:
+            log.warning("backup %s could not be checked: %s", candidate, exc)
+    return None
 
 
 # --- restoring ---------------------------------------------------------------------------------
