@@ -232,3 +232,37 @@ def test_two_processes_backing_up_at_once_make_and_verify_one_copy(tmp_path: Pat
     assert waiting(db) == []
     assert [e["rows"]["clients"] for e in scheduled(db)] == [401, 402]  # type: ignore[index]
     assert not list((db.parent / "backups").glob("*" + PENDING_SUFFIX))
+
+
+DIE_BEFORE_THE_RECORD = """
+import os, sys
+from data.migration import scheduled_backup
+# The process ends after the verified copy's manifest and rename, before its record entry.
+scheduled_backup._update_entry = lambda *args, **fields: os._exit(0)
+from data.db.backups import backup_if_due
+backup_if_due(sys.argv[1], now=float(sys.argv[2]), wait=True)
+os._exit(3)
+"""
+
+
+def test_a_copy_verified_by_a_process_that_ended_before_recording_it_is_recorded_next(
+    tmp_path: Path,
+) -> None:
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    child = subprocess.run(
+        [sys.executable, "-c", DIE_BEFORE_THE_RECORD, str(db), repr(T0)],
+        env=subprocess_env(db),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    (entry,) = waiting(db)
+    made = db.parent / "backups" / str(entry["file"]).removesuffix(PENDING_SUFFIX)
+    assert made.is_file() and manifest_path(made).is_file()
+    assert list_backups_everywhere(db) == [], "listed before its record said so"
+    final = backup_if_due(db, now=T0 + 60, wait=True)
+    assert final.made == str(made) and final.ok, final.describe()
+    assert waiting(db) == [] and [e["file"] for e in scheduled(db)] == [made.name]
+    assert [b.path for b in list_backups_everywhere(db)] == [made]

@@ -378,10 +378,26 @@ def _verify_one(
     pending = folder / str(entry["file"])
     target = pending.with_name(pending.name.removesuffix(PENDING_SUFFIX))
     made_at = epoch_of(entry.get("made_at")) or time.time()
-    if not pending.is_file():  # its process died before the copy was whole
+    if not pending.is_file():
+        there = read_manifest(target)
         with migration_lock(db_path, lock_timeout):
-            _forget(db_path, pending.name)
-        return None
+            if there is None or not there.get("verified"):  # it died before the copy was whole
+                _forget(db_path, pending.name)
+                return None
+            # Its process ended between the rename and the record: the manifest says it all.
+            _update_entry(
+                db_path,
+                entry,
+                kind=SCHEDULED,
+                file=target.name,
+                size=there["size"],
+                checked_at=there.get("made_at"),
+                revision=there.get("revision"),
+                rows=there.get("rows"),
+                encrypted=there.get("encrypted"),
+                verified=there["verified"],
+            )
+        return target
     try:
         found = verify_copy(pending, key)
     except VerificationFailedError as exc:
