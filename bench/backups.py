@@ -86,8 +86,10 @@ def _backup(db: Path, second_place: Path | None) -> tuple[float, float]:
 
 def measure_due(
     db: Path, repeats: int, second_place: Path | None
-) -> tuple[list[float], list[float], list[float]]:
-    copies, verifications, plain = [], [], []
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """The call, its background part, one ``cp`` (what the call writes: one copy), and
+    ``cp`` of every copy the backup ends with (two with a second place)."""
+    copies, verifications, plain, every_copy = [], [], [], []
     target = db.parent / "cp-target.db"
     for repeat in range(repeats + 1):  # round 0 warms the cache and the imports
         order = ("cp", "backup") if repeat % 2 == 0 else ("backup", "cp")
@@ -95,20 +97,22 @@ def measure_due(
             if side == "cp":
                 target.unlink(missing_ok=True)
                 seconds = _cp(db, target)
+                both = seconds
                 if second_place is not None:  # the same bytes land in two places
                     other = db.parent / "cp-target-2.db"
                     other.unlink(missing_ok=True)
-                    seconds += _cp(db, other)
+                    both += _cp(db, other)
                     other.unlink()
                 if repeat:
                     plain.append(seconds)
+                    every_copy.append(both)
             else:
                 seconds, verifying = _backup(db, second_place)
                 if repeat:
                     copies.append(seconds)
                     verifications.append(verifying)
     target.unlink(missing_ok=True)
-    return copies, verifications, plain
+    return copies, verifications, plain, every_copy
 
 
 def measure_parts(db: Path, repeats: int) -> dict[str, list[float]]:
