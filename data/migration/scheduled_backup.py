@@ -141,6 +141,11 @@ def stat_fingerprint(db_path: Path, now: float) -> dict[str, Any] | None:
             continue
         except OSError:
             return None
+        if suffix and status.st_size == 0:
+            # An empty -wal holds no frame: any connection opening the file makes one and
+            # the last to close removes it, so a reader (another window's, the copy's own)
+            # would make an unchanged file look changed.
+            continue
         if abs(now - status.st_mtime) < SETTLE_SECONDS:
             return None
         fingerprint[suffix or "db"] = [
