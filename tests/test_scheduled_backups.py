@@ -617,3 +617,19 @@ def test_the_way_back_after_damage_is_the_newest_good_copy_of_any_kind_in_either
     assert found.returncode == 1, found.stdout + found.stderr
     (there,) = [p for p in usb.iterdir() if p.suffix == ".db"]
     assert str(there) in found.stderr, found.stderr
+
+
+def test_a_reader_holding_the_file_open_does_not_make_it_look_changed(tmp_path: Path) -> None:
+    """Another window only reading (its connection makes an empty -wal) changes nothing."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    first = backup_if_due(db, now=T0, wait=True)
+    assert first.made and not db.with_name(db.name + "-wal").exists()
+    reader = sqlite3.connect(db)
+    try:
+        assert reader.execute("SELECT count(*) FROM clients").fetchone() == (20,)
+        assert db.with_name(db.name + "-wal").stat().st_size == 0
+        again = backup_if_due(db, now=T0 + DAY, wait=True)
+        assert again.unchanged and again.made == first.made, again.describe()
+    finally:
+        reader.close()
+    assert len(scheduled(db)) == 1
