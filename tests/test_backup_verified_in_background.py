@@ -58,6 +58,20 @@ def verification_held(db: Path) -> Iterator[None]:
         holder.stdout.close()
 
 
+def run_child(code: str, db: Path, now: float) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter (an app window), given the database and the clock."""
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(db), repr(now)],
+        env=subprocess_env(db),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    return child
+
+
 def waiting(db: Path) -> list[dict[str, object]]:
     if not (db.parent / f"{db.name}.backups.json").exists():
         return []
@@ -123,15 +137,7 @@ def test_a_copy_left_unverified_by_a_process_that_exited_is_not_counted_until_ve
     assert first.made and first.ok
     add_client(db, 1)
     with verification_held(db):  # so the child's worker is surely not done when it exits
-        child = subprocess.run(
-            [sys.executable, "-c", EXIT_AFTER_THE_CALL, str(db), repr(T0 + 3600)],
-            env=subprocess_env(db),
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert child.returncode == 0, child.stderr
+        child = run_child(EXIT_AFTER_THE_CALL, db, T0 + 3600)
     left = Path(child.stdout.strip())
     assert left.is_file() and left.name.endswith(PENDING_SUFFIX)
     # Never counted, listed nor restored while it waits; the verified copy is the latest.
@@ -249,15 +255,7 @@ def test_a_copy_verified_by_a_process_that_ended_before_recording_it_is_recorded
     tmp_path: Path,
 ) -> None:
     db = make_studio(tmp_path / "studio" / "inklink.db")
-    child = subprocess.run(
-        [sys.executable, "-c", DIE_BEFORE_THE_RECORD, str(db), repr(T0)],
-        env=subprocess_env(db),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert child.returncode == 0, child.stderr
+    run_child(DIE_BEFORE_THE_RECORD, db, T0)
     (entry,) = waiting(db)
     made = db.parent / "backups" / str(entry["file"]).removesuffix(PENDING_SUFFIX)
     assert made.is_file() and manifest_path(made).is_file()
