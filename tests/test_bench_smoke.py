@@ -36,4 +36,6 @@ def test_the_quick_bench_runs_every_section() -> None:
     assert "added column: per-MB cost" in result.stdout
     assert "steps: lock" in result.stdout and "peak memory" in result.stdout
     assert "CPU: import data.db.session" in result.stdout
-    assert "due backup vs cp + fsync" in result.stdout and "not-due check" in result.stdout
+    assert "due backup_if_due() call vs cp + fsync" in result.stdout
+    assert "its verification, in the background" in result.stdout
+    assert "not-due check" in result.stdout
