@@ -167,7 +167,7 @@ def measure_not_due(db: Path, repeats: int) -> list[dict[str, Any]]:
     from data.db.backups import backup_if_due
 
     _fresh(db)
-    backup_if_due(db)
+    backup_if_due(db, wait=True)  # verified and recorded before the child looks
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", SECOND_PLACE)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(DB_PATH=str(db), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
