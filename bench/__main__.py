@@ -749,21 +749,42 @@ class Bench:
             for second in (False, True):
                 place = self.work / f"second-place-{megabytes}" if second else None
                 say(f"(h) due backup of {size:.0f} MB{' with a second place' if second else ''}")
-                copies, plain = measure_due(db, repeats, place)
+                copies, verifications, plain, every_copy = measure_due(db, repeats, place)
                 ratio = median(copies) / median(plain)
                 case = f"{size:.0f} MB" + (", + second place" if second else "")
-                self.samples[f"h/{case}"] = {"backup": copies, "cp": plain}
+                self.samples[f"h/{case}"] = {
+                    "call": copies,
+                    "verification": verifications,
+                    "cp": plain,
+                    "cp of every copy": every_copy,
+                }
                 self.rows.append(
                     Row(
                         "h",
-                        "due backup vs cp + fsync",
+                        "due backup_if_due() call vs cp + fsync",
                         case,
                         f"{median(copies) * 1e3:.0f} ms vs {median(plain) * 1e3:.0f} ms "
                         f"({ratio:.2f}x)",
-                        "copy, quick_check, row counts, manifest"
-                        + ("; cp side copies twice" if second else ""),
+                        "copy flushed and recorded; verified after the call returns"
+                        + ("; the second place's copy is the background's" if second else ""),
                         "<= 1.5x",
                         ratio <= 1.5,
+                    )
+                )
+                total = median([c + v for c, v in zip(copies, verifications, strict=True)])
+                whole = median(every_copy)
+                self.rows.append(
+                    Row(
+                        "h",
+                        "its verification, in the background",
+                        case,
+                        f"{median(verifications) * 1e3:.0f} ms "
+                        f"(call + verification {total * 1e3:.0f} ms, {total / whole:.2f}x "
+                        f"cp{' of both copies' if second else ''} {whole * 1e3:.0f} ms)",
+                        "quick_check, version, row counts, manifest, record"
+                        + ("; copy to the second place + sha256" if second else ""),
+                        "(off the call's path)",
+                        None,
                     )
                 )
             parts = measure_parts(db, repeats)

@@ -11,8 +11,9 @@ import sys
 from sqlalchemy import func, select
 
 from data.db.errors import DataLayerError
+from data.db.outcome import BackupReport
 from data.db.runner import RevisionProgress
-from data.db.session import SessionLocal, backup_if_due, get_db_path, init_db
+from data.db.session import SessionLocal, backup_if_due, get_db_path, init_db, wait_for_backups
 from data.models import Client
 
 
@@ -41,13 +42,19 @@ def main() -> int:
     with SessionLocal() as db:
         clients = db.scalar(select(func.count()).select_from(Client))
     print(f"clients: {clients}")
-    # At close (and at start), with no session open: a verified backup when one is due,
-    # beside the database and in INKLINK_BACKUP_DIR. Cheap when none is; never raises.
-    report = backup_if_due()
-    print(f"scheduled backup: {report.describe().splitlines()[0]}")
-    for warning in report.warnings:
-        print(f"backup warning: {warning}")  # a real app shows these to the user
+    # At close (and at start), with no session open: a backup when one is due, beside the
+    # database and in INKLINK_BACKUP_DIR. Cheap when none is; never raises. The copy is
+    # verified in a background thread: on_done gets the final report (a real app hands it
+    # to its UI thread), and at close wait_for_backups() lets the check finish.
+    backup_if_due(on_done=show_backup)
+    wait_for_backups(timeout=120)
     return 0
+
+
+def show_backup(report: BackupReport) -> None:
+    print(f"scheduled backup: {report.describe().splitlines()[0]}", flush=True)
+    for warning in report.warnings:
+        print(f"backup warning: {warning}", flush=True)  # a real app shows these to the user
 
 
 if __name__ == "__main__":

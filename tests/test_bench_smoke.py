@@ -38,4 +38,6 @@ def test_the_quick_bench_runs_every_section() -> None:
     assert "CPU: import data.db.session" in result.stdout
     # (e) prints SQLAlchemy's own floor beside the app's ORM read.
     assert "bare SQLAlchemy ORM floor" in result.stdout
-    assert "due backup vs cp + fsync" in result.stdout and "not-due check" in result.stdout
+    assert "due backup_if_due() call vs cp + fsync" in result.stdout
+    assert "its verification, in the background" in result.stdout
+    assert "not-due check" in result.stdout

@@ -24,7 +24,7 @@ from data.db.backups import backup_if_due, list_backups_everywhere, restore_and_
 from data.db.errors import BackupError, DataLayerError
 from data.migration.backup import backup_database, list_backups, record_path
 from data.migration.schedule import DEFAULT_POLICY, BackupPolicy, KeptCopy, is_due, to_keep
-from data.migration.scheduled_backup import make_backup, sqlite_copier
+from data.migration.scheduled_backup import finish_backups, make_backup, sqlite_copier
 from data.migration.verified_copy import manifest_path
 from tests.conftest import PROJECT_ROOT, sha256, subprocess_env
 from tests.scratch import query
@@ -149,7 +149,7 @@ def test_a_due_backup_is_verified_recorded_and_mirrored(tmp_path: Path) -> None:
     db = make_studio(tmp_path / "studio" / "inklink.db")
     usb = tmp_path / "usb"
     usb.mkdir()
-    report = backup_if_due(db, second_place=usb, now=T0)
+    report = backup_if_due(db, second_place=usb, now=T0, wait=True)
     assert report.ok and report.due and report.made and report.second_place, report.describe()
     made, there = Path(report.made), Path(report.second_place)
     assert made.parent == db.parent / "backups" and there.parent == usb
@@ -169,16 +169,16 @@ def test_a_due_backup_is_verified_recorded_and_mirrored(tmp_path: Path) -> None:
     (entry,) = scheduled(db)
     assert entry["rows"] and entry["second_place"]
     # Not due again until the policy says so; then due, and nothing changed: no new copy.
-    assert not backup_if_due(db, second_place=usb, now=T0 + 3600).due
-    again = backup_if_due(db, second_place=usb, now=T0 + DAY)
+    assert not backup_if_due(db, second_place=usb, now=T0 + 3600, wait=True).due
+    again = backup_if_due(db, second_place=usb, now=T0 + DAY, wait=True)
     assert again.due and again.unchanged and again.made == str(made)
     assert len(scheduled(db)) == 1
-    assert not backup_if_due(db, second_place=usb, now=T0 + DAY + 60).due
+    assert not backup_if_due(db, second_place=usb, now=T0 + DAY + 60, wait=True).due
 
 
 def test_not_due_reads_only_the_record_and_imports_no_engine(tmp_path: Path) -> None:
     db = make_studio(tmp_path / "studio" / "inklink.db")
-    assert backup_if_due(db).made
+    assert backup_if_due(db, wait=True).made
     before = sha256(db)
     code = (
         "import sys\n"
@@ -233,7 +233,7 @@ def test_a_missing_or_full_second_place_is_a_warning_and_is_caught_up_later(
 ) -> None:
     db = make_studio(tmp_path / "studio" / "inklink.db")
     usb = tmp_path / "usb"  # not plugged in: the folder is not there
-    report = backup_if_due(db, second_place=usb, now=T0)
+    report = backup_if_due(db, second_place=usb, now=T0, wait=True)
     assert report.made and not report.second_place
     assert report.warnings and str(usb) in report.warnings[0] and "connected" in report.warnings[0]
     assert not usb.exists(), "the missing folder was created (onto the mount point?)"
@@ -244,13 +244,13 @@ def test_a_missing_or_full_second_place_is_a_warning_and_is_caught_up_later(
     assert "warning" in result.stdout and str(usb) in result.stdout
     # A file where the folder should be: the same warning, never an exception.
     usb.write_text("not a folder")
-    assert backup_if_due(db, second_place=usb, now=T0 + 2 * DAY).warnings
+    assert backup_if_due(db, second_place=usb, now=T0 + 2 * DAY, wait=True).warnings
     usb.unlink()
     # Plugged in: the next check is due at once (the newest copy is not there yet).
     usb.mkdir()
-    caught_up = backup_if_due(db, second_place=usb, now=T0 + 2 * DAY + 60)
+    caught_up = backup_if_due(db, second_place=usb, now=T0 + 2 * DAY + 60, wait=True)
     assert caught_up.due and caught_up.second_place and caught_up.ok, caught_up.describe()
-    assert not backup_if_due(db, second_place=usb, now=T0 + 2 * DAY + 120).due
+    assert not backup_if_due(db, second_place=usb, now=T0 + 2 * DAY + 120, wait=True).due
 
 
 def test_a_full_second_place_leaves_no_partial_copy(tmp_path: Path) -> None:
@@ -261,7 +261,7 @@ def test_a_full_second_place_leaves_no_partial_copy(tmp_path: Path) -> None:
         free = shutil.disk_usage(usb).free
         filler = usb / "someone-elses-film.mov"
         filler.write_bytes(b"\0" * (free - 48 * 1024))  # less room left than one copy
-        report = backup_if_due(db, second_place=usb, now=T0)
+        report = backup_if_due(db, second_place=usb, now=T0, wait=True)
         assert report.made and not report.second_place
         assert report.warnings and "full" in report.warnings[0], report.warnings
         assert list(usb.iterdir()) == [filler], "a partial copy was left in the second place"
@@ -297,7 +297,7 @@ def test_a_copy_killed_midway_never_looks_like_a_backup_in_the_second_place(
             assert sha256(found) == sha256(here / found.name), f"{found} is a partial copy"
     assert list_backups_everywhere(db, second_place=usb)[0].place == "here"
     # The next backup clears what the killed one left, and mirrors.
-    report = backup_if_due(db, second_place=usb, now=T0)
+    report = backup_if_due(db, second_place=usb, now=T0, wait=True)
     assert report.second_place and report.ok, report.describe()
     assert not list(usb.glob("*.partial"))
 
@@ -306,7 +306,7 @@ def test_a_copy_that_fails_verification_is_kept_aside_reported_and_never_counted
     tmp_path: Path,
 ) -> None:
     db = make_studio(tmp_path / "studio" / "inklink.db")
-    good = backup_if_due(db, now=T0)
+    good = backup_if_due(db, now=T0, wait=True)
     assert good.made
 
     def damaging(target: Path) -> None:
@@ -316,25 +316,27 @@ def test_a_copy_that_fails_verification_is_kept_aside_reported_and_never_counted
             handle.write(os.urandom(4096))
 
     add_client(db, 1)
-    report = make_backup(db, copier=damaging, key=None, now=T0 + DAY)
+    started = make_backup(db, copier=damaging, key=None, now=T0 + DAY)
+    assert started.pending and not started.made
+    report = finish_backups(db, started, key=None)
     assert report.failed and report.made is None and report.warnings
     assert "integrity check" in report.warnings[0], report.warnings
     assert Path(report.failed).is_file() and report.failed.endswith(".failed")
     listed = [b.path for b in list_backups_everywhere(db)]
     assert listed == [Path(good.made)], "a copy that failed its check was listed"
     # Not counted: the next check is still due, and retention kept the good copy.
-    assert backup_if_due(db, now=T0 + DAY + 60).made
+    assert backup_if_due(db, now=T0 + DAY + 60, wait=True).made
     assert Path(good.made).is_file()
 
 
 def test_backup_if_due_never_raises(tmp_path: Path) -> None:
-    report = backup_if_due(tmp_path / "nowhere" / "inklink.db", now=T0)
+    report = backup_if_due(tmp_path / "nowhere" / "inklink.db", now=T0, wait=True)
     assert report.due and report.made is None and report.warnings
     assert not (tmp_path / "nowhere").exists()
     letter = tmp_path / "inklink.db"
     letter.write_bytes(b"this is a letter, not a database" * 100)
     before = sha256(letter)
-    report = backup_if_due(letter, now=T0)
+    report = backup_if_due(letter, now=T0, wait=True)
     assert report.made is None and "not a SQLite database" in report.warnings[0]
     result = data_db("backup", db=letter)
     assert result.returncode == 2 and result.stderr.count(f"Database {letter}") == 1
@@ -347,7 +349,7 @@ def test_upgrade_backups_and_scheduled_ones_keep_their_own_rules(tmp_path: Path)
     db = make_studio(tmp_path / "studio" / "inklink.db")
     for day in range(10):
         add_client(db, day)
-        assert backup_if_due(db, now=T0 + day * DAY).made
+        assert backup_if_due(db, now=T0 + day * DAY, wait=True).made
     head = str(query(db, "SELECT version_num FROM alembic_version")[0][0])
     for n in range(7):  # more upgrades than the five kept
         add_client(db, 100 + n)
@@ -355,7 +357,7 @@ def test_upgrade_backups_and_scheduled_ones_keep_their_own_rules(tmp_path: Path)
     assert len(list_backups(db)) == 5
     assert len(scheduled(db)) == 7, "upgrade backups' rotation touched scheduled copies"
     add_client(db, 200)
-    assert backup_if_due(db, now=T0 + 10 * DAY).made
+    assert backup_if_due(db, now=T0 + 10 * DAY, wait=True).made
     assert len(list_backups(db)) == 5, "scheduled retention touched upgrade backups"
     kinds = {b.kind for b in list_backups_everywhere(db)}
     assert kinds == {"scheduled", "before upgrade"}
@@ -368,7 +370,7 @@ def test_restore_refuses_a_copy_that_is_not_what_its_manifest_says(tmp_path: Pat
     db = make_studio(tmp_path / "studio" / "inklink.db")
     usb = tmp_path / "usb"
     usb.mkdir()
-    report = backup_if_due(db, second_place=usb, now=T0)
+    report = backup_if_due(db, second_place=usb, now=T0, wait=True)
     there = Path(str(report.second_place))
     data = bytearray(there.read_bytes())
     data[-100] ^= 0xFF  # same size, one byte changed: only the checksum tells
@@ -385,9 +387,9 @@ def test_restore_refuses_a_copy_that_is_not_what_its_manifest_says(tmp_path: Pat
 
 def test_restore_by_date_keeps_the_current_file_aside(tmp_path: Path) -> None:
     db = make_studio(tmp_path / "studio" / "inklink.db")
-    backup_if_due(db, now=T0)
+    backup_if_due(db, now=T0, wait=True)
     add_client(db, 1)
-    backup_if_due(db, now=T0 + DAY)
+    backup_if_due(db, now=T0 + DAY, wait=True)
     add_client(db, 2)
     result = data_db("restore", "2026-03-02", db=db)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -494,7 +496,7 @@ def test_a_restore_names_only_listed_backups(tmp_path: Path) -> None:
     before = sha256(db)
     with pytest.raises(DataLayerError, match=r"0 listed beside it \(INKLINK_BACKUP_DIR is not set"):
         restore_and_upgrade(stranger, db)
-    made = Path(str(backup_if_due(db, now=T0).made))
+    made = Path(str(backup_if_due(db, now=T0, wait=True).made))
     with pytest.raises(DataLayerError, match=r"not one of its listed, verified backups \(1 listed"):
         restore_and_upgrade(stranger, db)
     assert sha256(db) == before
@@ -515,9 +517,9 @@ def test_a_shared_second_place_keeps_each_desks_copies_apart(tmp_path: Path) -> 
     desk_b = make_studio(tmp_path / "b" / "inklink.db", clients=30)
     for day in range(40):  # A's retention runs forty times over B's copy
         add_client(desk_a, day)
-        assert backup_if_due(desk_a, second_place=usb, now=T0 + day * DAY).second_place
+        assert backup_if_due(desk_a, second_place=usb, now=T0 + day * DAY, wait=True).second_place
         if day == 0:  # both desks' copies made in the same second, of files of one name
-            assert backup_if_due(desk_b, second_place=usb, now=T0).second_place
+            assert backup_if_due(desk_b, second_place=usb, now=T0, wait=True).second_place
             (a_there,) = [
                 b
                 for b in list_backups_everywhere(desk_a, second_place=usb)
@@ -551,13 +553,13 @@ def test_in_the_app_a_backup_waits_until_no_session_is_open(tmp_path: Path) -> N
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT count(*) FROM clients")).scalar()
-            report = backup_if_due(db, engine=engine, now=T0)
+            report = backup_if_due(db, engine=engine, now=T0, wait=True)
             assert report.due and report.made is None
             assert report.warnings and "in use" in report.warnings[0]
             assert not (db.parent / "backups").exists()
         with engine.connect() as connection:  # idle in the pool afterwards: closed first
             connection.execute(text("SELECT 1"))
-        report = backup_if_due(db, engine=engine, now=T0)
+        report = backup_if_due(db, engine=engine, now=T0, wait=True)
         assert report.made and report.ok, report.describe()
         assert engine.pool.checkedin() == 0  # type: ignore[attr-defined]
         with engine.connect() as connection:  # and the app goes on as before
@@ -580,9 +582,54 @@ def test_an_unwritable_second_place_is_a_warning(tmp_path: Path) -> None:
     if mounted.returncode != 0:
         pytest.fail(f"cannot mount a read-only tmpfs here: {mounted.stderr}")
     try:
-        report = backup_if_due(db, second_place=card, now=T0)
+        report = backup_if_due(db, second_place=card, now=T0, wait=True)
         assert report.made and not report.second_place
         assert report.warnings and "Read-only" in report.warnings[0], report.warnings
         assert list(card.iterdir()) == []
     finally:
         subprocess.run(["umount", "--lazy", str(card)], check=True)
+
+
+def test_the_way_back_after_damage_is_the_newest_good_copy_of_any_kind_in_either_place(
+    tmp_path: Path,
+) -> None:
+    """`verify` names the newest copy that passes the check: a scheduled copy newer than the
+    last upgrade's, and when the data folder's copies are gone, the second place's."""
+    from tests.test_scoped_checks import damage_table
+
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    head = str(query(db, "SELECT version_num FROM alembic_version")[0][0])
+    before_upgrade = backup_database(db, label=head)
+    add_client(db, 1)
+    scheduled_copy = Path(str(backup_if_due(db, second_place=usb, wait=True).made))
+    damage_table(db, "transactions")
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return data_db("verify", db=db, INKLINK_BACKUP_DIR=str(usb))
+
+    found = verify()
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert str(scheduled_copy) in found.stderr and str(before_upgrade) not in found.stderr
+    shutil.rmtree(db.parent / "backups")  # the copies beside it lost too
+    found = verify()
+    assert found.returncode == 1, found.stdout + found.stderr
+    (there,) = [p for p in usb.iterdir() if p.suffix == ".db"]
+    assert str(there) in found.stderr, found.stderr
+
+
+def test_a_reader_holding_the_file_open_does_not_make_it_look_changed(tmp_path: Path) -> None:
+    """Another window only reading (its connection makes an empty -wal) changes nothing."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    first = backup_if_due(db, now=T0, wait=True)
+    assert first.made and not db.with_name(db.name + "-wal").exists()
+    reader = sqlite3.connect(db)
+    try:
+        assert reader.execute("SELECT count(*) FROM clients").fetchone() == (20,)
+        assert db.with_name(db.name + "-wal").stat().st_size == 0
+        again = backup_if_due(db, now=T0 + DAY, wait=True)
+        assert again.unchanged and again.made == first.made, again.describe()
+    finally:
+        reader.close()
+    assert len(scheduled(db)) == 1

@@ -38,6 +38,8 @@ def backup(args: argparse.Namespace) -> int:
         engine=engine,  # type: ignore[arg-type]
         second_place=args.to,
         force=not args.if_due,
+        # A scheduler has no app to report to: the copy is verified before the exit code.
+        wait=True,
     )
     if report.due and report.made is None:
         print(report.describe(), file=sys.stderr)
@@ -48,10 +50,12 @@ def backup(args: argparse.Namespace) -> int:
 
 def list_backups(args: argparse.Namespace) -> int:
     """Every backup beside the database and in the second place, newest first."""
-    from data.db.backups import list_backups_everywhere
+    from data.db.backups import list_backups_everywhere, unverified_everywhere
 
     db_path, engine = _target()
     listed = list_backups_everywhere(db_path, engine=engine, second_place=args.to)  # type: ignore[arg-type]
+    for waiting in unverified_everywhere(db_path, engine=engine):  # type: ignore[arg-type]
+        print(f"not verified yet (not a backup until it is): {waiting}")
     if not listed:
         print(f"No backups of {db_path} yet.")
         return OK

@@ -2,8 +2,11 @@
 
 ``backup_if_due()`` is what the app calls at start and at close: when nothing is due it
 reads one small JSON file (the record beside the database) and returns, without opening the
-database or importing the migration engine. It never raises: what went wrong is in the
-returned report's ``warnings``, for the app to show.
+database or importing the migration engine. When one is due it returns once the copy is on
+disk, under a name no listing takes for a backup; a daemon thread verifies it, and only
+then records, mirrors and rotates (``on_done``, ``BackupReport.wait()``,
+``wait_for_backups()`` at close). It never raises: what went wrong is in the report's
+``warnings``, for the app to show.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import datetime as dt
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.db.errors import BackupError, DataLayerError
-from data.db.outcome import BackupReport
+from data.db.outcome import BackupCallback, BackupReport
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -31,6 +36,11 @@ log = logging.getLogger(__name__)
 SECOND_PLACE_ENV = "INKLINK_BACKUP_DIR"
 RECORD_SUFFIX = ".backups.json"  # data.migration.backup.RECORD_SUFFIX, without importing it
 _DEFAULT_EVERY_SECONDS = 8 * 3600.0  # data.migration.schedule.DEFAULT_POLICY.every_hours
+_PENDING = "unverified"  # data.migration.scheduled_backup.PENDING
+
+# The verifications this process has running: wait_for_backups() joins them.
+_workers: set[threading.Thread] = set()
+_workers_lock = threading.Lock()
 
 
 def _second_place(given: str | os.PathLike[str] | None) -> Path | None:
@@ -54,6 +64,8 @@ def _not_due(record_file: Path, now: float, every: float, second_place: Path | N
         record = json.loads(record_file.read_bytes())
         newest: dict[str, Any] | None = None
         for entry in record["copies"]:
+            if entry.get("kind") == _PENDING:
+                return False  # a copy left unverified: the slow path verifies it
             if (
                 entry.get("kind") == "scheduled"
                 and entry.get("verified")
@@ -82,8 +94,17 @@ def backup_if_due(
     policy: BackupPolicy | None = None,
     now: float | None = None,
     force: bool = False,
+    wait: bool = False,
+    on_done: BackupCallback | None = None,
 ) -> BackupReport:
     """Make a verified backup of the database when one is due (``force``: now, whatever).
+
+    Returns once the copy is on disk (``report.pending``); a daemon thread then verifies it,
+    and only a verified copy is recorded, copied to the second place and counted by
+    retention. ``on_done(final_report)`` is called exactly once: from that thread when it
+    ends, or before this returns when nothing was left to it; ``report.wait()`` returns the
+    same final report; ``wait=True`` returns it (the verification in this thread). A copy
+    whose process exits first stays unverified, never counted, until the next call.
 
     ``db_path`` is the SQLite file (for a server, ``engine`` is its engine and ``db_path``
     the default file's path, whose folder holds the copies). ``second_place`` defaults to
@@ -96,26 +117,95 @@ def backup_if_due(
     every = policy.every_seconds if policy is not None else _DEFAULT_EVERY_SECONDS
     copies = copies_path(engine, path)
     if not force and _not_due(copies.with_name(copies.name + RECORD_SUFFIX), clock, every, place):
-        return BackupReport(str(copies), due=False)
+        return _done(BackupReport(str(copies), due=False), on_done)
     from data.migration.schedule import DEFAULT_POLICY
 
     try:
-        return _make(path, copies, engine, place, policy or DEFAULT_POLICY, now, force)
-    except (DataLayerError, OSError) as exc:
-        report = BackupReport(str(copies), due=True)
+        report, finish = _make(path, copies, engine, place, policy or DEFAULT_POLICY, now, force)
+    except Exception as exc:  # a backup never stops the app
+        return _done(_not_made(copies, exc), on_done)
+    if finish is None:
+        return _done(report, on_done)
+    if wait:
+        return _done(_finished(report, finish), on_done)
+    done = threading.Event()
+    report.hand_over(done)
+
+    def verify() -> None:
+        try:
+            final = _finished(report, finish)
+            report.finish(final)
+            _done(final, on_done)
+        finally:
+            with _workers_lock:
+                _workers.discard(threading.current_thread())
+
+    # A daemon: closing the app's window never waits on it (wait_for_backups() does); a
+    # copy it leaves unverified is verified by the next call, and never counted before.
+    worker = threading.Thread(target=verify, name="inklink-backup-verify", daemon=True)
+    with _workers_lock:
+        _workers.add(worker)
+    worker.start()
+    return report
+
+
+def wait_for_backups(timeout: float | None = None) -> bool:
+    """Wait for this process's backups being verified (call at close, before exiting);
+    False when ``timeout`` passed first (what is left is verified by the next call)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _workers_lock:
+        running = list(_workers)
+    for worker in running:
+        worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    with _workers_lock:
+        return not any(w.is_alive() for w in running)
+
+
+def _not_made(copies: Path, exc: Exception) -> BackupReport:
+    report = BackupReport(str(copies), due=True)
+    if isinstance(exc, (DataLayerError, OSError)):
         report.warn(str(exc))
         log.warning("no backup of %s was made: %s", copies, exc)
-        return report
-    except Exception as exc:  # the net: a backup never stops the app
-        report = BackupReport(str(copies), due=True)
+    else:
         report.warn(f"no backup was made: unexpected {type(exc).__name__}: {exc}")
-        log.exception("no backup of %s was made", copies)
-        return report
+        log.exception("no backup of %s was made", copies, exc_info=exc)
+    return report
+
+
+def _finished(report: BackupReport, finish: Callable[[BackupReport], BackupReport]) -> BackupReport:
+    """The verification's final report; what goes wrong there is a warning in it."""
+    try:
+        return finish(report)
+    except Exception as exc:
+        final = BackupReport(report.database, report.due)
+        final.made, final.unchanged, final.pending = report.made, report.unchanged, report.pending
+        if isinstance(exc, DataLayerError):
+            final.warn(str(exc))
+            log.warning("backups of %s not verified: %s", report.database, exc)
+        elif isinstance(exc, OSError):
+            final.warn(f"{exc} (a copy not verified is not counted; the next backup verifies it)")
+            log.warning("backups of %s not verified: %s", report.database, exc)
+        else:
+            final.warn(f"the backup was not verified: unexpected {type(exc).__name__}: {exc}")
+            log.exception("backups of %s not verified", report.database, exc_info=exc)
+        return final
+
+
+def _done(report: BackupReport, on_done: BackupCallback | None) -> BackupReport:
+    if on_done is not None:
+        try:
+            on_done(report)
+        except Exception:  # the app's callback: logged, never the backup's failure
+            log.exception("the on_done callback of a backup of %s failed", report.database)
+    return report
 
 
 def backup_now(db_path: str | os.PathLike[str], **options: Any) -> BackupReport:
     """A verified backup now (``backup_if_due(..., force=True)``)."""
     return backup_if_due(db_path, force=True, **options)
+
+
+Finish = Callable[[BackupReport], BackupReport]
 
 
 def _make(
@@ -126,49 +216,54 @@ def _make(
     policy: BackupPolicy,
     now: float | None,
     force: bool,
-) -> BackupReport:
-    from data.migration.scheduled_backup import make_backup, sqlite_copier
+) -> tuple[BackupReport, Finish | None]:
+    """The copy, on disk; and what verifies it (None when nothing is left to do)."""
+    from data.migration.scheduled_backup import finish_backups, make_backup, sqlite_copier
 
+    key = None
     if engine is not None and engine.dialect.name != "sqlite":
-        return make_backup(
-            copies,
-            copier=_server_copier(engine),
-            key=None,
-            now=now,
-            policy=policy,
-            second_place=place,
-            only_if_due=not force,
-        )
-    if engine is not None and getattr(engine.pool, "checkedout", lambda: 0)():
-        # Reading the file's header from Python (its key's salt) would drop the POSIX locks
-        # the app's open connections hold on it; idle ones are closed first (below).
-        report = BackupReport(str(path), due=True)
-        report.warn(
-            "the backup was put off: the database is in use. Call backup_if_due() at start "
-            "or close, when no session is open."
-        )
-        return report
-    if engine is not None:
-        engine.dispose()  # idle pooled connections: none holds a lock while the file is read
-    from data.db import keys
+        copier = _server_copier(engine)
+    else:
+        if engine is not None and getattr(engine.pool, "checkedout", lambda: 0)():
+            # Reading the file's header from Python (its key's salt) would drop the POSIX
+            # locks the app's open connections hold on it; idle ones are closed first.
+            report = BackupReport(str(path), due=True)
+            report.warn(
+                "the backup was put off: the database is in use. Call backup_if_due() at "
+                "start or close, when no session is open."
+            )
+            return report, None
+        if engine is not None:
+            engine.dispose()  # idle pooled connections: none holds a lock while it is read
+        from data.db import keys
 
-    if not path.is_file():
-        raise BackupError(str(path), "there is no database file to back up", "Start the app once.")
-    from data.migration.sqlite_file import inspect_sqlite_file
+        if not path.is_file():
+            raise BackupError(
+                str(path), "there is no database file to back up", "Start the app once."
+            )
+        from data.migration.sqlite_file import inspect_sqlite_file
 
-    key = keys.key_for(path) if keys.looks_encrypted(path) else None
-    # Refuses, with its own message, a file that is no database or whose key is wrong
-    # (the whole-file check is the copy's, after it is written).
-    inspect_sqlite_file(path, quick_check=False, key=key)
-    return make_backup(
-        path,
-        copier=sqlite_copier(path, key),
+        key = keys.key_for(path) if keys.looks_encrypted(path) else None
+        # Refuses, with its own message, a file that is no database or whose key is wrong
+        # (the whole-file check is the copy's, after it is written).
+        inspect_sqlite_file(path, quick_check=False, key=key)
+        copier = sqlite_copier(path, key)
+    report = make_backup(
+        copies,
+        copier=copier,
         key=key,
         now=now,
         policy=policy,
         second_place=place,
         only_if_due=not force,
     )
+    if not report.due and report.pending is None:
+        return report, None
+
+    def finish(started: BackupReport) -> BackupReport:
+        return finish_backups(copies, started, key=key, policy=policy, second_place=place)
+
+    return report, finish
 
 
 def _server_copier(engine: Engine) -> Any:
@@ -197,6 +292,16 @@ def list_backups_everywhere(
     return list_everywhere(
         copies_path(engine, Path(db_path).absolute()), _second_place(second_place)
     )
+
+
+def unverified_everywhere(
+    db_path: str | os.PathLike[str], *, engine: Engine | None = None
+) -> list[Path]:
+    """Copies made and not verified yet (left by a process that exited, or being verified
+    now): never listed as backups, never restored; the next backup call verifies them."""
+    from data.migration.scheduled_backup import unverified_copies
+
+    return unverified_copies(copies_path(engine, Path(db_path).absolute()))
 
 
 class RestoreOutcome:

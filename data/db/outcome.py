@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import threading
 
 Action = Literal["created", "current", "upgraded", "adopted"]
 
@@ -179,14 +182,23 @@ class BackupReport:
     or the newest when nothing changed since: ``unchanged``); ``second_place`` its copy in
     the second place; ``failed`` a copy that failed verification, kept aside; ``warnings``
     what to show the user (a second place missing or full, a backup that could not be made).
-    A plain class, not a dataclass: the not-due check at start builds one.
+
+    ``pending`` is a copy made and not verified yet: ``backup_if_due()`` returns once the
+    copy is on disk and verifies it in a background thread; until then it is no backup (not
+    listed, counted, rotated nor restored). ``wait()`` gives the final report, the one
+    ``on_done`` receives. ``earlier`` names copies an earlier process left unverified that
+    this call verified. A plain class, not a dataclass: the not-due check at start builds one.
     """
 
     __slots__ = (
+        "_done",
+        "_final",
         "database",
         "due",
+        "earlier",
         "failed",
         "made",
+        "pending",
         "removed",
         "second_place",
         "unchanged",
@@ -197,15 +209,44 @@ class BackupReport:
         self.database = database
         self.due = due
         self.made: str | None = None
+        self.pending: str | None = None
         self.second_place: str | None = None
         self.unchanged = False
         self.failed: str | None = None
         self.removed: list[str] = []
+        self.earlier: list[str] = []
         self.warnings: list[str] = []
+        self._done: threading.Event | None = None
+        self._final: BackupReport | None = None
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name[0] != "_"
+        )
         return f"BackupReport({fields})"
+
+    @property
+    def verifying(self) -> bool:
+        """A copy of this call's is still being verified in the background."""
+        return self._done is not None and not self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> BackupReport | None:
+        """The final report: this one when nothing was left to the background, else the
+        worker's once it has verified, mirrored and rotated (None if ``timeout`` passes)."""
+        if self._done is None:
+            return self
+        if not self._done.wait(timeout):
+            return None
+        return self._final
+
+    def hand_over(self, done: threading.Event) -> None:
+        """Used by ``data.db.backups``: the worker sets ``done`` once ``finish`` is given."""
+        self._done = done
+
+    def finish(self, final: BackupReport) -> None:
+        self._final = final
+        if self._done is not None:
+            self._done.set()
 
     @property
     def ok(self) -> bool:
@@ -223,12 +264,15 @@ class BackupReport:
             lines = [f"{self.database}: unchanged since its backup {self.made}"]
         elif self.made:
             lines = [f"{self.database}: backed up to {self.made} (verified)"]
+        elif self.pending and self._done is not None:
+            lines = [f"{self.database}: copied to {self.pending}; being verified"]
         else:
             lines = [f"{self.database}: no backup was made"]
         if self.second_place:
             lines.append(f"  second place: {self.second_place} (verified)")
         if self.failed:
             lines.append(f"  a copy failed verification and is kept aside: {self.failed}")
+        lines.extend(f"  verified a copy left unverified earlier: {path}" for path in self.earlier)
         lines.extend(f"  removed by retention: {path}" for path in self.removed)
         lines.extend(f"  warning: {message}" for message in self.warnings)
         return "\n".join(lines)
@@ -293,3 +337,4 @@ class IntegrityReport:
 
 
 IntegrityCallback = Callable[[IntegrityReport], None]
+BackupCallback = Callable[["BackupReport"], object]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import threading
 
     from data.db.outcome import (
+        BackupCallback,
         BackupReport,
         IntegrityCallback,
         IntegrityReport,
@@ -203,19 +204,40 @@ def init_db(progress: ProgressCallback | None = None) -> UpgradeOutcome:
 
 
 def backup_if_due(
-    *, second_place: str | os.PathLike[str] | None = None, policy: BackupPolicy | None = None
+    *,
+    second_place: str | os.PathLike[str] | None = None,
+    policy: BackupPolicy | None = None,
+    on_done: BackupCallback | None = None,
+    wait: bool = False,
 ) -> BackupReport:
     """Make a verified backup when the newest is older than the policy allows; call at
     start (after init_db()) and at close, when no session is open.
 
-    Cheap when nothing is due (one small file read; the database is not opened). Copies go
-    beside the database and to ``second_place`` (default ``INKLINK_BACKUP_DIR``). Never
-    raises: a second place missing or full, or a backup that could not be made, is in the
-    report's ``warnings`` for the app to show. See ``data.db.backups``.
+    Cheap when nothing is due (one small file read; the database is not opened). When one
+    is due it returns once the copy is on disk; a daemon thread verifies it and only then
+    counts it, copies it to ``second_place`` (default ``INKLINK_BACKUP_DIR``) and applies
+    retention. ``on_done(report)`` gets the final report (from that thread: hand it to the
+    UI thread); ``wait=True`` returns it instead. At close, ``wait_for_backups()``. Never
+    raises: a second place missing or full, a copy that failed its check, or a backup that
+    could not be made is in the report's ``warnings``. See ``data.db.backups``.
     """
     from data.db.backups import backup_if_due as backup_when_due
 
-    return backup_when_due(DB_PATH, engine=engine, second_place=second_place, policy=policy)
+    return backup_when_due(
+        DB_PATH,
+        engine=engine,
+        second_place=second_place,
+        policy=policy,
+        on_done=on_done,
+        wait=wait,
+    )
+
+
+def wait_for_backups(timeout: float | None = None) -> bool:
+    """Wait (at close) for the backups this process is verifying; False on ``timeout``."""
+    from data.db.backups import wait_for_backups as wait_for_them
+
+    return wait_for_them(timeout)
 
 
 def check_database() -> IntegrityReport:

@@ -25,7 +25,8 @@ from data.db.errors import UNCHANGED, BackupError, DatabaseBusyError, DataLayerE
 from data.db.file_modes import create_private_file, make_private_folder
 from data.migration import raw_sqlite
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
-from data.migration.sqlite_file import check_location, inspect_sqlite_file, whole_file_problems
+from data.migration.sqlite_file import check_location, inspect_sqlite_file
+from data.migration.verified_copy import write_json
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +85,9 @@ def _read_record(db_path: Path, *, to_write: bool = False) -> dict[str, Any]:
 
 
 def _write_record(db_path: Path, record: dict[str, Any]) -> None:
-    """Write the record whole or not at all: a temporary file, flushed, then renamed."""
+    """Write the record whole or not at all (``write_json``), its folder flushed after."""
     path = record_path(db_path)
-    partial = path.with_name(path.name + ".partial")
-    data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(descriptor, data)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    os.replace(partial, path)
+    write_json(path, record)
     _sync_folder(path.parent)
 
 
@@ -123,23 +116,6 @@ def list_backups(db_path: Path) -> list[Path]:
     """The backups the data layer made of ``db_path`` (before upgrades), newest first."""
     folder = backup_folder(db_path)
     return [folder / str(entry["file"]) for entry in _recorded(db_path, BACKUP)]
-
-
-def last_good_backup(db_path: Path, key: keys.DatabaseKey | None = None) -> Path | None:
-    """The newest recorded backup of ``db_path`` whose every page passes SQLite's check.
-
-    The way back from damage found after start: the newest backup may have been made from
-    the damaged file itself (an upgrade copies the file as it is, then checks only what it
-    touched), so each is checked, newest first, until one passes. The backups of an
-    encrypted database have its key and salt: ``key`` opens them.
-    """
-    for candidate in list_backups(db_path):
-        try:
-            if not whole_file_problems(candidate, read_only=True, key=key):
-                return candidate
-        except raw_sqlite.IO_ERRORS as exc:
-            log.warning("backup %s could not be checked: %s", candidate, exc)
-    return None
 
 
 def recorded_backups(db_path: Path) -> list[dict[str, Any]]:

@@ -12,11 +12,12 @@ copies are kept by their own rule (``backup.KEEP_BACKUPS``) and never touched he
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
@@ -29,7 +30,6 @@ from data.db.outcome import BackupReport
 from data.migration import raw_sqlite
 from data.migration.backup import (
     BACKUP,
-    _add_to_record,
     _copy,
     _read_record,
     _recorded,
@@ -38,7 +38,7 @@ from data.migration.backup import (
     backup_folder,
     restore_backup,
 )
-from data.migration.file_lock import migration_lock
+from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
 from data.migration.schedule import (
     DEFAULT_POLICY,
     BackupPolicy,
@@ -48,7 +48,9 @@ from data.migration.schedule import (
     iso,
     to_keep,
 )
+from data.migration.sqlite_file import whole_file_problems
 from data.migration.verified_copy import (
+    FAILED_SUFFIX,
     MANIFEST_FORMAT,
     Verification,
     VerificationFailedError,
@@ -67,11 +69,20 @@ from data.migration.verified_copy import (
 log = logging.getLogger(__name__)
 
 SCHEDULED, FAILED = "scheduled", "failed"
+# A copy made and flushed but not verified yet: its record entry has this kind and its file
+# this suffix (``<stem>-<time>.db.unverified``), so nothing that lists, rotates, mirrors or
+# restores backups (all of which go by kind "scheduled" and by manifests) ever takes it for
+# one. Verification renames it to its backup name, or aside as ``.failed``.
+PENDING = "unverified"
+PENDING_SUFFIX = ".unverified"
 SECOND_PLACE_ENV = "INKLINK_BACKUP_DIR"
 # A backup at start waits this long for another window's upgrade or backup, then gives up
 # with a warning (the next start tries again).
 DUE_LOCK_TIMEOUT = 10.0
 SETTLE_SECONDS = 2.0
+# How long a verification waits for another one of the same database (a second window, or a
+# scheduler's `backup` beside the app) to finish before giving up; the copy stays waiting.
+VERIFY_LOCK_TIMEOUT = 900.0
 
 Copier = Callable[[Path], None]
 
@@ -130,6 +141,11 @@ def stat_fingerprint(db_path: Path, now: float) -> dict[str, Any] | None:
             continue
         except OSError:
             return None
+        if suffix and status.st_size == 0:
+            # An empty -wal holds no frame: any connection opening the file makes one and
+            # the last to close removes it, so a reader (another window's, the copy's own)
+            # would make an unchanged file look changed.
+            continue
         if abs(now - status.st_mtime) < SETTLE_SECONDS:
             return None
         fingerprint[suffix or "db"] = [
@@ -153,25 +169,6 @@ def sqlite_copier(db_path: Path, key: keys.DatabaseKey | None) -> Copier:
     return lambda target: _copy(db_path, target, key)
 
 
-def _manifest(
-    db_path: Path, copy: Path, kind: str, made_at: float, found: Verification, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "format": MANIFEST_FORMAT,
-        "database": db_path.name,
-        "origin": origin(db_path),
-        "file": copy.name,
-        "kind": kind,
-        "made_at": iso(made_at),
-        "revision": found.revision,
-        "size": copy.stat().st_size,
-        "rows": found.rows,
-        "encrypted": found.encrypted,
-        "verified": {"at": iso(time.time()), "check": found.check},
-        **extra,
-    }
-
-
 def make_backup(
     db_path: Path,
     *,
@@ -183,25 +180,33 @@ def make_backup(
     only_if_due: bool = False,
     lock_timeout: float = DUE_LOCK_TIMEOUT,
 ) -> BackupReport:
-    """Make a verified scheduled copy of ``db_path`` (through ``copier``), mirror it, rotate.
+    """The call's part of a scheduled backup: decide, and make the copy durable, unverified.
 
-    Raises DataLayerError when no copy can be made here (the lock is busy, the data folder
-    is full); everything about the second place is a warning in the report. ``db_path`` is
-    the database file, or for a server the name its copies and record go by.
+    The copy is written through ``copier`` under a ``.unverified`` name, flushed, and
+    recorded as waiting (``report.pending``); ``finish_backups`` verifies it, and only then
+    is it a backup. When the database is unchanged since the newest verified copy, or since
+    a copy still waiting, no copy is made. Raises DataLayerError when no copy can be made
+    here (the lock is busy, the data folder is full). ``db_path`` is the database file, or
+    for a server the name its copies and record go by.
     """
     report = BackupReport(str(db_path), due=True)
     folder = backup_folder(db_path)
     with migration_lock(db_path, lock_timeout):
         now = time.time() if now is None else now
         # Re-read under the lock: another window may have just made one.
-        newest = newest_scheduled(_read_record(db_path))
+        record = _read_record(db_path)
+        newest = newest_scheduled(record)
+        waiting = pending_entries(record)
         if only_if_due and not (
             is_due(last_confirmed(newest), now, policy) or mirror_pending(newest, second_place)
         ):
             report.due = False
+            if waiting:  # left by a process that exited before verifying it
+                report.pending = str(folder / str(waiting[-1]["file"]))
             return report
         copy = _newest_here(db_path, newest)
         fingerprint = stat_fingerprint(db_path, now)
+        same = [e for e in waiting if fingerprint is not None and e.get("source") == fingerprint]
         if (
             copy is not None
             and fingerprint is not None
@@ -210,16 +215,28 @@ def make_backup(
         ):
             _confirm(db_path, copy.name, now)
             report.made, report.unchanged = str(copy), True
+        elif same:  # a copy of the file as it is now is already being verified
+            report.pending = str(folder / str(same[-1]["file"]))
         else:
-            copy = _make_one(db_path, folder, copier, key, now, fingerprint, report)
-        if copy is not None and second_place is not None:
-            _mirror(db_path, copy, second_place, report)
-        removed = _rotate_here(db_path, policy)
-        if second_place is not None:
-            removed += _rotate_there(db_path, second_place, policy, report)
-        report.removed = [str(p) for p in removed]
+            report.pending = str(_make_one(db_path, folder, copier, now, fingerprint))
     log.info("%s", report.describe())
     return report
+
+
+def pending_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's copies made and not verified yet, oldest first."""
+    waiting = [
+        e
+        for e in record.get("copies", ())
+        if isinstance(e, dict) and e.get("kind") == PENDING and isinstance(e.get("file"), str)
+    ]
+    return sorted(waiting, key=lambda e: int(e.get("seq", 0)))
+
+
+def unverified_copies(db_path: Path) -> list[Path]:
+    """The copies of ``db_path`` made and not verified yet (never listed as backups)."""
+    folder = backup_folder(db_path)
+    return [folder / str(e["file"]) for e in pending_entries(_read_record(db_path))]
 
 
 def _newest_here(db_path: Path, newest: dict[str, Any] | None) -> Path | None:
@@ -244,51 +261,240 @@ def _make_one(
     db_path: Path,
     folder: Path,
     copier: Copier,
-    key: keys.DatabaseKey | None,
     now: float,
     fingerprint: dict[str, Any] | None,
-    report: BackupReport,
-) -> Path | None:
-    target = folder / f"{db_path.stem}-{_stamp(now)}.db"
+) -> Path:
+    """Write a copy under its ``.unverified`` name, durably; recorded as waiting first, so
+    a process that dies at any point leaves either nothing or a copy the record names."""
+    pending = folder / f"{db_path.stem}-{_stamp(now)}.db{PENDING_SUFFIX}"
     try:
         make_private_folder(folder)
-        copier(target)
+        record = _read_record(db_path, to_write=True)
+        seq = record["next_seq"]
+        record["next_seq"] += 1
+        entry = {"file": pending.name, "kind": PENDING, "seq": seq, "made_at": iso(now)}
+        record["copies"].append({**entry, "source": fingerprint})
+        _write_record(db_path, record)
+        copier(pending)  # flushed, renamed from .partial, its folder flushed
     except raw_sqlite.IO_ERRORS as exc:
+        _forget(db_path, pending.name)
         raise BackupError(
             str(db_path),
-            f"the scheduled backup could not be written to {target} ({exc})",
+            f"the scheduled backup could not be written to {pending} ({exc})",
             "Free some disk space or fix the folder's permissions; the next start tries "
             "again. " + UNCHANGED,
         ) from exc
+    return pending
+
+
+def _forget(db_path: Path, name: str) -> None:
+    with _suppressed():
+        record = _read_record(db_path, to_write=True)
+        record["copies"] = [
+            e for e in record["copies"] if not (e.get("kind") == PENDING and e.get("file") == name)
+        ]
+        _write_record(db_path, record)
+
+
+@contextlib.contextmanager
+def _suppressed() -> Iterator[None]:
     try:
-        found = verify_copy(target, key)
+        yield
+    except OSError as exc:  # a record left naming a missing copy is dropped by the next call
+        log.warning("the backup record could not be updated: %s", exc)
+
+
+# --- verifying, in the background --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def verification_lock(db_path: Path, timeout: float = VERIFY_LOCK_TIMEOUT) -> Iterator[None]:
+    """One verifier at a time per database (the app's worker, a scheduler's command), held
+    while copies are checked. Not ``migration_lock``: a whole-file check of a copy (seconds
+    for a large studio) must not hold up another window's start, a restore or the next
+    copy; the record is updated under ``migration_lock``, briefly, after each check."""
+    from filelock import FileLock, Timeout
+
+    from data.db.errors import DatabaseBusyError
+    from data.db.file_modes import OWNER_ONLY_FILE
+
+    lock = FileLock(f"{db_path}.verify.lock", timeout=timeout, mode=OWNER_ONLY_FILE)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise DatabaseBusyError(
+            str(db_path),
+            f"another process has been verifying its backups for more than {timeout:.0f} s",
+            "The copy stays unverified (never counted) and the next backup verifies it.",
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def finish_backups(
+    db_path: Path,
+    started: BackupReport,
+    *,
+    key: keys.DatabaseKey | None,
+    policy: BackupPolicy = DEFAULT_POLICY,
+    second_place: Path | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+) -> BackupReport:
+    """The worker's part: verify every copy waiting (``started``'s and any a process that
+    exited left), then mirror the newest verified copy and apply retention; returns the
+    final report. A copy becomes a backup only here: manifest written, renamed to its
+    backup name, recorded as verified; one that fails is set aside and reported."""
+    final = BackupReport(started.database, started.due)
+    final.made, final.unchanged = started.made, started.unchanged
+    folder = backup_folder(db_path)
+    # A call that was not due has no copy of its own: it came to verify what was left.
+    own = started.pending if started.due else None
+    with verification_lock(db_path):
+        for entry in pending_entries(_read_record(db_path)):
+            made = _verify_one(db_path, folder, entry, key, final, lock_timeout)
+            if made is not None and str(folder / str(entry["file"])) != own:
+                final.earlier.append(str(made))
+        if own is not None:
+            _outcome_of(db_path, Path(own), final)
+        with migration_lock(db_path, lock_timeout):
+            copy = _newest_here(db_path, newest_scheduled(_read_record(db_path)))
+            if copy is not None and second_place is not None:
+                _mirror(db_path, copy, second_place, final)
+            removed = _rotate_here(db_path, policy)
+            if second_place is not None:
+                removed += _rotate_there(db_path, second_place, policy, final)
+            final.removed = [str(p) for p in removed]
+    log.info("%s", final.describe())
+    return final
+
+
+def _verify_one(
+    db_path: Path,
+    folder: Path,
+    entry: dict[str, Any],
+    key: keys.DatabaseKey | None,
+    report: BackupReport,
+    lock_timeout: float,
+) -> Path | None:
+    """Check one waiting copy, holding no lock of the database's (the copy is its own
+    file); record the outcome under ``migration_lock``. Returns the backup it became."""
+    pending = folder / str(entry["file"])
+    target = pending.with_name(pending.name.removesuffix(PENDING_SUFFIX))
+    made_at = epoch_of(entry.get("made_at")) or time.time()
+    if not pending.is_file():
+        there = read_manifest(target)
+        with migration_lock(db_path, lock_timeout):
+            if there is None or not there.get("verified"):  # it died before the copy was whole
+                _forget(db_path, pending.name)
+                return None
+            # Its process ended between the rename and the record: the manifest says it all.
+            _update_entry(
+                db_path,
+                entry,
+                kind=SCHEDULED,
+                file=target.name,
+                size=there["size"],
+                checked_at=there.get("made_at"),
+                revision=there.get("revision"),
+                rows=there.get("rows"),
+                encrypted=there.get("encrypted"),
+                verified=there["verified"],
+            )
+        return target
+    try:
+        found = verify_copy(pending, key)
     except VerificationFailedError as exc:
-        aside = set_aside(target)
-        _add_to_record(db_path, aside, FAILED, made_at=iso(now), reason=str(exc))
+        aside = target.with_name(target.name + FAILED_SUFFIX)
+        with migration_lock(db_path, lock_timeout):
+            os.replace(pending, aside)
+            _update_entry(db_path, entry, kind=FAILED, file=aside.name, reason=str(exc))
         report.failed = str(aside)
         report.warn(
-            f"the backup just made failed its check ({exc}); it is kept aside as {aside}, "
+            f"the backup {target.name} failed its check ({exc}); it is kept aside as {aside}, "
             "and the previous backups are untouched"
         )
-        log.error("backup %s of %s failed verification: %s", target, db_path, exc)
+        log.error("backup %s of %s failed verification: %s", pending, db_path, exc)
         return None
-    manifest = _manifest(db_path, target, SCHEDULED, now, found)
-    write_json(manifest_path(target), manifest)
-    _add_to_record(
-        db_path,
-        target,
-        SCHEDULED,
-        made_at=manifest["made_at"],
-        checked_at=manifest["made_at"],
-        revision=found.revision,
-        rows=found.rows,
-        encrypted=found.encrypted,
-        verified=manifest["verified"],
-        source=fingerprint,
-    )
-    _sync_folder(folder)
-    report.made = str(target)
+    manifest = _manifest(db_path, target, SCHEDULED, made_at, found, size=pending.stat().st_size)
+    with migration_lock(db_path, lock_timeout):
+        # The manifest first: a crash before the rename leaves a manifest of no file (never
+        # trusted) and the copy still waiting, verified again next time.
+        write_json(manifest_path(target), manifest)
+        os.replace(pending, target)
+        _sync_folder(folder)
+        _update_entry(
+            db_path,
+            entry,
+            kind=SCHEDULED,
+            file=target.name,
+            size=manifest["size"],
+            checked_at=manifest["made_at"],
+            revision=found.revision,
+            rows=found.rows,
+            encrypted=found.encrypted,
+            verified=manifest["verified"],
+        )
     return target
+
+
+def _update_entry(db_path: Path, waiting: dict[str, Any], **fields: Any) -> None:
+    """Turn the record's waiting entry into what its verification found (same ``seq``: its
+    place in the order copies were made); re-added if the record lost it meanwhile."""
+    record = _read_record(db_path, to_write=True)
+    for entry in record["copies"]:
+        if entry.get("kind") == PENDING and entry.get("file") == waiting["file"]:
+            entry.update(fields)
+            break
+    else:
+        record["copies"].append({**waiting, **fields, "seq": record["next_seq"]})
+        record["next_seq"] += 1
+    _write_record(db_path, record)
+
+
+def _outcome_of(db_path: Path, pending: Path, report: BackupReport) -> None:
+    """What became of ``pending`` (verified by this worker or by another process's)."""
+    name = pending.name.removesuffix(PENDING_SUFFIX)
+    for entry in _read_record(db_path)["copies"]:
+        if entry.get("kind") == SCHEDULED and entry.get("file") == name:
+            report.made = str(pending.with_name(name))
+            return
+        if entry.get("kind") == FAILED and entry.get("file") == name + FAILED_SUFFIX:
+            report.failed = report.failed or str(pending.with_name(name + FAILED_SUFFIX))
+            if not report.warnings:
+                report.warn(f"the backup just made failed its check: {entry.get('reason')}")
+            return
+    report.pending = str(pending)
+    report.warn(
+        f"the backup {pending} was not verified (its process ended first?); it is not "
+        "counted, and the next backup verifies it"
+    )
+
+
+def _manifest(
+    db_path: Path,
+    copy: Path,
+    kind: str,
+    made_at: float,
+    found: Verification,
+    size: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "database": db_path.name,
+        "origin": origin(db_path),
+        "file": copy.name,
+        "kind": kind,
+        "made_at": iso(made_at),
+        "revision": found.revision,
+        "size": copy.stat().st_size if size is None else size,
+        "rows": found.rows,
+        "encrypted": found.encrypted,
+        "verified": {"at": iso(time.time()), "check": found.check},
+        **extra,
+    }
 
 
 def _mirror(db_path: Path, copy: Path, second_place: Path, report: BackupReport) -> None:
@@ -527,6 +733,42 @@ def choose(db_path: Path, second_place: Path | None, choice: str) -> ListedBacku
         "Run `python -m data.db list-backups` and give a path, a name or a date from it. "
         + UNCHANGED,
     )
+
+
+# --- the way back after damage -----------------------------------------------------------------
+
+
+def last_good_copy(
+    db_path: Path, key: keys.DatabaseKey | None = None, second_place: Path | None = None
+) -> Path | None:
+    """The newest copy of ``db_path`` whose every page passes SQLite's check: of any kind
+    (before an upgrade, scheduled and verified) and in either place, this database's own.
+
+    The way back from damage found after start: the newest copy may have been made from the
+    damaged file itself (a copy is the file's bytes; an upgrade checks only what it touched),
+    so each is checked again, newest first, until one passes; a copy here comes before its
+    twin in the second place. The copies of an encrypted database have its key and salt:
+    ``key`` opens them. A copy not verified yet is never offered.
+    """
+    folder = backup_folder(db_path)
+    found: list[tuple[float, int, Path]] = []
+    for entry in _recorded(db_path, BACKUP):
+        found.append((epoch_of(entry.get("made_at")) or 0.0, 1, folder / str(entry["file"])))
+    for entry in _recorded(db_path, SCHEDULED):
+        if entry.get("verified"):
+            found.append((epoch_of(entry.get("made_at")) or 0.0, 1, folder / str(entry["file"])))
+    if second_place is not None:
+        mine = origin(db_path)
+        for copy, manifest in manifests_in(second_place):
+            if manifest.get("origin") == mine and manifest.get("kind") == SCHEDULED:
+                found.append((epoch_of(manifest.get("made_at")) or 0.0, 0, copy))
+    for _, _, candidate in sorted(found, key=lambda item: item[:2], reverse=True):
+        try:
+            if not whole_file_problems(candidate, read_only=True, key=key):
+                return candidate
+        except raw_sqlite.IO_ERRORS as exc:
+            log.warning("backup %s could not be checked: %s", candidate, exc)
+    return None
 
 
 # --- restoring ---------------------------------------------------------------------------------

@@ -39,11 +39,11 @@ from data.migration.backup import (
     backup_database,
     backup_folder,
     keep_before_recovery,
-    last_good_backup,
 )
 from data.migration.file_lock import migration_lock
 from data.migration.legacy import refuse_legacy_mismatch
 from data.migration.prior_check import PriorStateCheck
+from data.migration.scheduled_backup import last_good_copy, second_place_from_environment
 from data.migration.schema import Snapshot, quote_identifier, sqlite_query, sqlite_snapshot
 from data.migration.sqlite_file import (
     SCHEMA_TABLE,
@@ -352,7 +352,10 @@ class Backend(backends.Backend):
             return IntegrityReport("ok", self.display)
         log.error("%s is damaged: %s", self.display, "; ".join(problems[:3]))
         return IntegrityReport(
-            "damaged", self.display, tuple(problems), last_good_backup(self.path, key)
+            "damaged",
+            self.display,
+            tuple(problems),
+            last_good_copy(self.path, key, second_place_from_environment()),
         )
 
     def scope(self, connection: Connection, *, everything: bool = False) -> Scope:
