@@ -12,7 +12,9 @@ import os
 import re
 import secrets
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -504,3 +506,51 @@ def test_the_status_command_explains_a_missing_key(db_path: Path, own_keyring: P
     result = data_db(db_path=db_path)
     assert result.returncode == 2  # refused: the key is missing
     assert "Traceback" not in result.stderr and "recovery key" in result.stderr
+
+
+# --- what stays off the disk ----------------------------------------------------------------
+
+
+def _temporary_data_in_memory(execute: Callable[[str], Any]) -> bool:
+    """Whether SQLite keeps this connection's sorts and temporary tables in memory: its
+    ``temp_store`` (0 default, 1 file, 2 memory) under the build's ``TEMP_STORE`` (0 and 3
+    cannot be overridden; 1 and 2 are defaults)."""
+    (setting,) = execute("PRAGMA temp_store").fetchone()
+    built = execute(
+        "SELECT compile_options FROM pragma_compile_options "
+        "WHERE compile_options LIKE 'TEMP_STORE=%'"
+    ).fetchone()
+    default = int(built[0].split("=")[1]) if built else 1
+    if default in (0, 3):
+        return default == 3
+    return setting == 2 or (setting == 0 and default == 2)
+
+
+def test_sorts_and_temporary_tables_of_an_encrypted_file_stay_in_memory(db_path: Path) -> None:
+    # SQLCipher encrypts the file and its -wal, not SQLite's temporary files: with
+    # temp_store = FILE an index build writes the sorted keys to a temporary file in the
+    # clear (seen with strace on sqlcipher3 0.6.4). It would make large index builds faster
+    # (README, "Performance"); no connection the data layer opens may turn it on.
+    from data.db.cipher import cipher_url
+    from data.db.policy import create_migration_engine
+    from data.db.session import create_app_engine
+    from data.migration import raw_sqlite
+
+    key = f"x'{secrets.token_hex(32)}'"
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    raw = raw_sqlite.connect(db_path, key=key)
+    try:
+        raw.execute("CREATE TABLE t (x)")
+        assert _temporary_data_in_memory(raw.execute)
+    finally:
+        raw.close()
+    assert is_encrypted(db_path)
+    for make in (create_app_engine, create_migration_engine):
+        engine = make(cipher_url(str(db_path), key))
+        try:
+            with engine.connect() as connection:
+                driver = connection.connection.driver_connection
+                assert driver is not None
+                assert _temporary_data_in_memory(driver.execute), make.__name__
+        finally:
+            engine.dispose()
