@@ -83,3 +83,26 @@ def test_the_connections_settings_are_put_back(tmp_path: Path) -> None:
             assert [row[1] for row in indexes] == ["ix_notes_body"]
     finally:
         engine.dispose()
+
+
+def test_a_rebuild_that_drops_a_column_still_zeroes_the_freed_pages(tmp_path: Path) -> None:
+    # The dropped column's values live nowhere else in the file: with secure_delete on they
+    # must not linger in the old table's free pages (health notes a revision removes).
+    db = tmp_path / "rebuild.db"
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode = DELETE")
+            _notes(connection)
+            connection.exec_driver_sql("ALTER TABLE notes ADD COLUMN health TEXT")
+            connection.exec_driver_sql(f"UPDATE notes SET health = '{MARKER.decode()}h' || id")
+        with engine.begin() as connection:
+            connection.exec_driver_sql("PRAGMA secure_delete = 1")
+            rebuild_table(
+                connection, "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"
+            )
+            assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+    finally:
+        engine.dispose()
+    assert len(_freelist_pages(db)) > 50, "the old table's pages were freed"
+    assert MARKER + b"h" not in db.read_bytes(), "a dropped column's values linger in the file"

@@ -76,11 +76,14 @@ def rebuild_table(connection: Connection, table: str, create_sql: str | None = N
     connection.exec_driver_sql(copy)
     # This SQLite may be built with SECURE_DELETE (Debian's is): dropping the old table would
     # then zero every page it frees, writing the whole table once more into the WAL and again
-    # at the checkpoint. Its rows live on in the copy (and all of it in the backup made before
-    # the upgrade), so the freed pages are left as they are; deleted cells are still zeroed in
-    # place (FAST). The connection's own setting is put back right after.
+    # at the checkpoint. When every old column is kept, its rows live on in the copy (and all
+    # of it in the backup made before the upgrade), so the freed pages are left as they are;
+    # deleted cells are still zeroed in place (FAST). A rebuild that drops a column (say,
+    # health notes) keeps the connection's setting: those values must not linger in free
+    # pages. The connection's own setting is put back right after.
     secure_delete = int(connection.exec_driver_sql("PRAGMA secure_delete").scalar_one())
-    connection.exec_driver_sql("PRAGMA secure_delete = FAST")
+    if set(old_columns) <= set(new_columns):
+        connection.exec_driver_sql("PRAGMA secure_delete = FAST")
     try:
         connection.exec_driver_sql(f"DROP TABLE {_quote(table)}")
     finally:
