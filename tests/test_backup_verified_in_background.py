@@ -23,9 +23,10 @@ from data.db.errors import BackupError
 from data.db.outcome import BackupReport
 from data.migration import scheduled_backup
 from data.migration.file_lock import migration_lock
+from data.migration.schedule import BackupPolicy
 from data.migration.scheduled_backup import PENDING, PENDING_SUFFIX
 from data.migration.verified_copy import manifest_path
-from tests.conftest import PROJECT_ROOT, subprocess_env
+from tests.conftest import PROJECT_ROOT, sha256, subprocess_env
 from tests.test_safety_upgrade import make_studio
 from tests.test_scheduled_backups import DAY, T0, add_client, data_db, record, scheduled
 
@@ -264,3 +265,99 @@ def test_a_copy_verified_by_a_process_that_ended_before_recording_it_is_recorded
     assert final.made == str(made) and final.ok, final.describe()
     assert waiting(db) == [] and [e["file"] for e in scheduled(db)] == [made.name]
     assert [b.path for b in list_backups_everywhere(db)] == [made]
+
+
+def test_retention_never_removes_nor_counts_a_copy_still_waiting_for_its_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second window makes a copy after this worker listed the copies waiting and before
+    it applies retention: retention keeps that copy, untouched, and does not count it (the
+    newest *verified* copy is the one it must keep); the next call verifies it."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    for day in range(3):
+        add_client(db, day)
+        assert backup_if_due(db, now=T0 + day * DAY, wait=True).ok
+    older = [db.parent / "backups" / str(e["file"]) for e in scheduled(db)]
+    assert len(older) == 3 and all(copy.is_file() for copy in older)
+    real = scheduled_backup._outcome_of
+    theirs: list[Path] = []
+
+    def a_second_window_backs_up_meanwhile(*args: object) -> None:
+        real(*args)  # type: ignore[arg-type]
+        add_client(db, 99)
+        # Its worker waits for this one's verification lock and dies with its process.
+        child = run_child(EXIT_AFTER_THE_CALL, db, T0 + 3 * DAY + 60)
+        theirs.append(Path(child.stdout.strip()))
+
+    monkeypatch.setattr(scheduled_backup, "_outcome_of", a_second_window_backs_up_meanwhile)
+    tight = BackupPolicy(daily=1, weekly=0, monthly=0)
+    add_client(db, 3)
+    final = backup_if_due(db, now=T0 + 3 * DAY, policy=tight, wait=True)
+    assert final.made and final.ok, final.describe()
+    (left,) = theirs
+    assert left.is_file() and left.name.endswith(PENDING_SUFFIX), "retention removed it"
+    digest = sha256(left)
+    assert [e["file"] for e in waiting(db)] == [left.name]
+    # Retention ran (the older days went) and kept this call's copy, the newest verified.
+    assert sorted(final.removed) == sorted(str(copy) for copy in older)
+    assert [e["file"] for e in scheduled(db)] == [Path(final.made).name]
+    assert Path(final.made).is_file()
+    monkeypatch.setattr(scheduled_backup, "_outcome_of", real)
+    later = backup_if_due(db, now=T0 + 3 * DAY + 120, policy=tight, wait=True)
+    made = left.with_name(left.name.removesuffix(PENDING_SUFFIX))
+    assert later.earlier == [str(made)] and later.ok, later.describe()
+    assert sha256(made) == digest and waiting(db) == []
+    assert list_backups_everywhere(db)[0].rows["clients"] == 25  # type: ignore[index]
+
+
+def test_on_done_is_called_once_also_when_nothing_is_left_for_the_background(
+    tmp_path: Path,
+) -> None:
+    """Not due, put off (a session open), or impossible (no file): ``on_done`` gets the
+    call's own report, once, before the call returns; no thread is left running."""
+    from sqlalchemy import text
+
+    from data.db.session import create_app_engine
+    from tests.conftest import sqlite_url
+
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    assert backup_if_due(db, now=T0, wait=True).ok
+    seen: list[BackupReport] = []
+    not_due = backup_if_due(db, now=T0 + 60, on_done=seen.append)
+    assert seen == [not_due] and not not_due.due and not not_due.warnings
+    assert not_due.wait(timeout=0) is not_due
+    engine = create_app_engine(sqlite_url(db))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            put_off = backup_if_due(db, engine=engine, force=True, on_done=seen.append)
+    finally:
+        engine.dispose()
+    assert seen == [not_due, put_off] and put_off.warnings and put_off.made is None
+    missing = backup_if_due(tmp_path / "gone" / "inklink.db", force=True, on_done=seen.append)
+    assert seen == [not_due, put_off, missing] and missing.warnings
+    assert "no database file" in missing.warnings[0]
+    assert wait_for_backups(timeout=0)
+
+
+def test_a_studios_own_retention_is_applied_here_and_in_the_second_place(tmp_path: Path) -> None:
+    """``policy=`` decides what is kept in both places, not only when a copy is due."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    two_days = BackupPolicy(daily=2, weekly=0, monthly=0)
+    made = []
+    for day in range(4):
+        add_client(db, day)
+        report = backup_if_due(db, second_place=usb, policy=two_days, now=T0 + day * DAY, wait=True)
+        assert report.made and report.second_place and report.ok, report.describe()
+        made.append(Path(report.made).name)
+    assert [e["file"] for e in scheduled(db)] == made[2:]
+    assert len(list(usb.glob("*.db"))) == 2
+    listed = list_backups_everywhere(db, second_place=usb)
+    assert sorted((b.place, b.rows and b.rows["clients"]) for b in listed) == [
+        ("here", 23),
+        ("here", 24),
+        ("second place", 23),
+        ("second place", 24),
+    ]

@@ -567,7 +567,7 @@ def _rotate_here(db_path: Path, policy: BackupPolicy) -> list[Path]:
     """Delete scheduled copies retention does not keep; only what the record names."""
     folder = backup_folder(db_path)
     entries = [e for e in _recorded(db_path, SCHEDULED) if e.get("verified")]
-    keep = to_keep(
+    kept = [
         KeptCopy(
             str(e["file"]),
             epoch_of(e.get("made_at")) or 0.0,
@@ -575,7 +575,8 @@ def _rotate_here(db_path: Path, policy: BackupPolicy) -> list[Path]:
             int(e.get("seq", 0)),
         )
         for e in entries
-    )
+    ]
+    keep = to_keep(kept, policy)
     doomed = {str(e["file"]) for e in entries} - keep
     if not doomed:
         return []
@@ -600,10 +601,11 @@ def _rotate_there(
         if manifest.get("origin") == mine and manifest.get("kind") == SCHEDULED
     ]
     by_time = sorted(ours, key=lambda item: epoch_of(item[1].get("made_at")) or 0.0)
-    keep = to_keep(
+    kept = [
         KeptCopy(copy.name, epoch_of(m.get("made_at")) or 0.0, m.get("revision"), seq)
         for seq, (copy, m) in enumerate(by_time)
-    )
+    ]
+    keep = to_keep(kept, policy)
     removed = []
     for copy, _ in ours:
         if copy.name not in keep:
