@@ -633,3 +633,23 @@ def test_a_reader_holding_the_file_open_does_not_make_it_look_changed(tmp_path: 
     finally:
         reader.close()
     assert len(scheduled(db)) == 1
+
+
+def test_the_second_place_keeps_the_newest_copy_after_the_clock_went_back(tmp_path: Path) -> None:
+    """A copy made after the clock was moved back (earlier the same day) is the newest: the
+    second place keeps it, as the folder beside the database does, not the one dated later."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    evening = T0 + DAY + 10 * 3600  # Tuesday 19:00
+    first = backup_if_due(db, second_place=usb, now=evening, wait=True)
+    assert first.ok and first.second_place, first.describe()
+    add_client(db, 1)
+    morning = T0 + DAY  # Tuesday 09:00: the clock was moved back
+    report = backup_if_due(db, second_place=usb, now=morning, wait=True)
+    assert report.ok and report.made and report.second_place, report.describe()
+    newest_there = Path(report.second_place)
+    assert newest_there.is_file(), "retention in the second place deleted the newest copy"
+    assert [b.path for b in list_backups_everywhere(db) if b.place == "here"] == [Path(report.made)]
+    there = [b for b in list_backups_everywhere(db, second_place=usb) if b.place != "here"]
+    assert [b.rows["clients"] for b in there if b.rows] == [21]

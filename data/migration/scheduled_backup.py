@@ -600,10 +600,27 @@ def _rotate_there(
         for copy, manifest in manifests_in(second_place)
         if manifest.get("origin") == mine and manifest.get("kind") == SCHEDULED
     ]
-    by_time = sorted(ours, key=lambda item: epoch_of(item[1].get("made_at")) or 0.0)
+    # In the order they were made: by the record's sequence for the copies it names there
+    # (the clock may have been moved back since: the copy made last is still the newest),
+    # after them by date the older ones it no longer names.
+    made_order = {
+        str(e["second_place"].get("file")): int(e.get("seq", 0))
+        for e in _read_record(db_path)["copies"]
+        if e.get("kind") == SCHEDULED
+        and isinstance(e.get("second_place"), dict)
+        and e["second_place"].get("folder") == str(second_place)
+    }
+    by_order = sorted(
+        ours,
+        key=lambda item: (
+            item[0].name in made_order,
+            made_order.get(item[0].name, 0),
+            epoch_of(item[1].get("made_at")) or 0.0,
+        ),
+    )
     kept = [
         KeptCopy(copy.name, epoch_of(m.get("made_at")) or 0.0, m.get("revision"), seq)
-        for seq, (copy, m) in enumerate(by_time)
+        for seq, (copy, m) in enumerate(by_order)
     ]
     keep = to_keep(kept, policy)
     removed = []
