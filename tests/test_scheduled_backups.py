@@ -653,3 +653,19 @@ def test_the_second_place_keeps_the_newest_copy_after_the_clock_went_back(tmp_pa
     assert [b.path for b in list_backups_everywhere(db) if b.place == "here"] == [Path(report.made)]
     there = [b for b in list_backups_everywhere(db, second_place=usb) if b.place != "here"]
     assert [b.rows["clients"] for b in there if b.rows] == [21]
+
+
+def test_a_second_place_under_an_unknown_home_is_a_warning_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~someone/...`` for a user this computer does not know is a second place that cannot
+    be found: a warning, and the copy beside the database made anyway."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    monkeypatch.setenv("INKLINK_BACKUP_DIR", "~no-such-user-inklink/usb")
+    report = backup_if_due(db, now=T0, wait=True)
+    assert report.made and Path(report.made).is_file(), report.describe()
+    assert report.second_place is None and report.warnings
+    assert "second place" in report.warnings[0]
+    result = data_db("backup", db=db, INKLINK_BACKUP_DIR="~no-such-user-inklink/usb")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

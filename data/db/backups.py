@@ -46,7 +46,12 @@ _workers_lock = threading.Lock()
 def _second_place(given: str | os.PathLike[str] | None) -> Path | None:
     raw = os.fspath(given) if given is not None else os.environ.get(SECOND_PLACE_ENV, "")
     raw = raw.strip()
-    return Path(raw).expanduser().absolute() if raw else None
+    if not raw:
+        return None
+    try:
+        return Path(raw).expanduser().absolute()
+    except RuntimeError:  # "~someone/..." of no user here: a folder not found, a warning later
+        return Path(raw)
 
 
 def copies_path(engine: Engine | None, db_path: Path) -> Path:

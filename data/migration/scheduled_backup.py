@@ -89,7 +89,12 @@ Copier = Callable[[Path], None]
 
 def second_place_from_environment() -> Path | None:
     raw = os.environ.get(SECOND_PLACE_ENV, "").strip()
-    return Path(raw).expanduser().absolute() if raw else None
+    if not raw:
+        return None
+    try:
+        return Path(raw).expanduser().absolute()
+    except RuntimeError:  # "~someone/..." of no user here: a folder not found
+        return Path(raw)
 
 
 # --- what the cheap check reads ----------------------------------------------------------------
