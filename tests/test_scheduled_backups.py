@@ -669,3 +669,29 @@ def test_a_second_place_under_an_unknown_home_is_a_warning_not_a_crash(
     result = data_db("backup", db=db, INKLINK_BACKUP_DIR="~no-such-user-inklink/usb")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_restore_refuses_a_backup_newer_than_the_app_before_replacing_anything(
+    tmp_path: Path,
+) -> None:
+    """A copy made by a newer InkLinkOS (a shared second place, an app put back to an older
+    version) would be put in place and then refused at start: the studio left with a file its
+    app cannot open, told "nothing changed". Refused first, the database untouched."""
+    newer = make_studio(tmp_path / "newer-desk" / "inklink.db")
+    connection = sqlite3.connect(newer)
+    with connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    connection.close()
+    os.utime(newer, (os.stat(newer).st_atime, os.stat(newer).st_mtime - 3600))
+    copy = backup_if_due(newer, now=T0, wait=True)
+    assert copy.made, copy.describe()
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    before = sha256(db)
+    with pytest.raises(DataLayerError, match="ffffffffffff") as refused:
+        restore_and_upgrade(copy.made, db)
+    assert "not changed" in str(refused.value)
+    assert sha256(db) == before
+    assert not (db.parent / "backups").exists(), "a restore that was refused kept a file aside"
+    result = data_db("restore", copy.made, db=db)
+    assert result.returncode == 2 and "ffffffffffff" in result.stderr, result.stderr
+    assert sha256(db) == before

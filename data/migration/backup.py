@@ -21,7 +21,14 @@ from types import EllipsisType
 from typing import Any
 
 from data.db import keys
-from data.db.errors import UNCHANGED, BackupError, DatabaseBusyError, DataLayerError
+from data.db.errors import (
+    ADVICE_UPDATE_APP,
+    UNCHANGED,
+    BackupError,
+    DatabaseBusyError,
+    DatabaseNewerThanAppError,
+    DataLayerError,
+)
 from data.db.file_modes import create_private_file, make_private_folder
 from data.migration import raw_sqlite
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
@@ -393,6 +400,7 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
         raise BackupError(
             display, f"the backup {backup} is empty or missing", "Choose another. " + UNCHANGED
         )
+    _refuse_unknown_revision(backup, state.versions, display)
     check_location(db_path)
     timeout = LOCK_TIMEOUT_SECONDS if lock_timeout is None else lock_timeout
     deadline = time.monotonic() + timeout
@@ -440,6 +448,23 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
             ) from exc
     log.info("restored %s from %s; the replaced database is at %s", db_path, backup, aside)
     return aside
+
+
+def _refuse_unknown_revision(backup: Path, versions: tuple[str, ...], display: str) -> None:
+    """A backup made by a newer version of the app, at a revision this one does not know,
+    would be put in place and then refused at start: refused before anything is replaced."""
+    from data.migration.scripts import known_revision_check, script_directory
+
+    if not versions:  # from before migrations: adopted at start, as any such file
+        return
+    if len(versions) == 1 and known_revision_check(script_directory())(versions[0]):
+        return
+    raise DatabaseNewerThanAppError(
+        display,
+        f"the backup {backup} is at revision {', '.join(versions)}, which this version of "
+        "InkLinkOS does not know: it was made by a newer version",
+        ADVICE_UPDATE_APP + " " + UNCHANGED,
+    )
 
 
 def _busy(display: str, timeout: float) -> DatabaseBusyError:
