@@ -695,3 +695,21 @@ def test_a_restore_refuses_a_backup_newer_than_the_app_before_replacing_anything
     result = data_db("restore", copy.made, db=db)
     assert result.returncode == 2 and "ffffffffffff" in result.stderr, result.stderr
     assert sha256(db) == before
+
+
+def test_two_copies_made_at_the_same_clock_time_are_two_files(tmp_path: Path) -> None:
+    """A clock that stands still (libfaketime at a fixed time) gives two copies the same time:
+    the second must not overwrite the first, which its record entry still describes."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    first = backup_if_due(db, now=T0, wait=True)
+    assert first.made, first.describe()
+    add_client(db, 1)
+    second = backup_if_due(db, now=T0, force=True, wait=True)
+    assert second.made and second.made != first.made, second.describe()
+    listed = list_backups_everywhere(db)
+    assert listed[0].path == Path(second.made)
+    for backup in listed:  # what the record says of each copy is what the file holds
+        assert backup.rows and clients(backup.path) == backup.rows["clients"], backup
+    assert not Path(first.made).exists() or clients(Path(first.made)) == 20, (
+        "the first copy was overwritten by the second"
+    )

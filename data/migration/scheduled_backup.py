@@ -275,6 +275,7 @@ def _make_one(
     try:
         make_private_folder(folder)
         record = _read_record(db_path, to_write=True)
+        pending = _free_name(folder, pending, record)
         seq = record["next_seq"]
         record["next_seq"] += 1
         entry = {"file": pending.name, "kind": PENDING, "seq": seq, "made_at": iso(now)}
@@ -290,6 +291,25 @@ def _make_one(
             "again. " + UNCHANGED,
         ) from exc
     return pending
+
+
+def _free_name(folder: Path, pending: Path, record: dict[str, Any]) -> Path:
+    """``pending``, or with a number added when a copy of that time exists (a clock that
+    stands still): renamed to its backup name, it would replace a copy the record names."""
+    taken = {str(e.get("file")) for e in record["copies"] if isinstance(e, dict)}
+    stem = pending.name.removesuffix(f".db{PENDING_SUFFIX}")
+    candidate, n = pending, 1
+    while any(
+        name in taken or (folder / name).exists()
+        for name in (
+            candidate.name,
+            candidate.name.removesuffix(PENDING_SUFFIX),
+            candidate.name.removesuffix(PENDING_SUFFIX) + FAILED_SUFFIX,
+        )
+    ):
+        n += 1
+        candidate = folder / f"{stem}-{n}.db{PENDING_SUFFIX}"
+    return candidate
 
 
 def _forget(db_path: Path, name: str) -> None:
