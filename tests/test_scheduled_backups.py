@@ -199,7 +199,7 @@ def test_not_due_reads_only_the_record_and_imports_no_engine(tmp_path: Path) -> 
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "new: ['data.db.backups']"
+    assert result.stdout.strip() == "new: ['data.db.backup_due']"  # not data.db.backups
     assert sha256(db) == before
 
 

@@ -11,8 +11,6 @@ then records, mirrors and rotates (``on_done``, ``BackupReport.wait()``,
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import os
 import threading
@@ -21,6 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from data.db.backup_due import copies_path, report_if_not_due
+from data.db.backup_due import done as _done
+from data.db.backup_due import second_place as _second_place
 from data.db.errors import BackupError, DataLayerError
 from data.db.outcome import BackupCallback, BackupReport
 
@@ -33,62 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SECOND_PLACE_ENV = "INKLINK_BACKUP_DIR"
-RECORD_SUFFIX = ".backups.json"  # data.migration.backup.RECORD_SUFFIX, without importing it
-_DEFAULT_EVERY_SECONDS = 8 * 3600.0  # data.migration.schedule.DEFAULT_POLICY.every_hours
-_PENDING = "unverified"  # data.migration.scheduled_backup.PENDING
-
 # The verifications this process has running: wait_for_backups() joins them.
 _workers: set[threading.Thread] = set()
 _workers_lock = threading.Lock()
-
-
-def _second_place(given: str | os.PathLike[str] | None) -> Path | None:
-    raw = os.fspath(given) if given is not None else os.environ.get(SECOND_PLACE_ENV, "")
-    raw = raw.strip()
-    if not raw:
-        return None
-    try:
-        return Path(raw).expanduser().absolute()
-    except RuntimeError:  # "~someone/..." of no user here: a folder not found, a warning later
-        return Path(raw)
-
-
-def copies_path(engine: Engine | None, db_path: Path) -> Path:
-    """The name a database's copies and record go by: the file itself, or for a server
-    ``server-<database>.db`` in the data folder (the copies are portable SQLite files)."""
-    if engine is None or engine.dialect.name == "sqlite":
-        return db_path
-    return db_path.parent / f"server-{engine.url.database or 'default'}.db"
-
-
-def _not_due(record_file: Path, now: float, every: float, second_place: Path | None) -> bool:
-    """The cheap check: the record's newest verified scheduled copy is recent (and in the
-    second place when one is set). Any doubt answers False: the slow path decides."""
-    try:
-        record = json.loads(record_file.read_bytes())
-        newest: dict[str, Any] | None = None
-        for entry in record["copies"]:
-            if entry.get("kind") == _PENDING:
-                return False  # a copy left unverified: the slow path verifies it
-            if (
-                entry.get("kind") == "scheduled"
-                and entry.get("verified")
-                and (newest is None or entry["seq"] > newest["seq"])
-            ):
-                newest = entry
-        if newest is None:
-            return False
-        # The record writes ISO times with their UTC offset (data.migration.schedule.iso).
-        last = dt.datetime.fromisoformat(newest.get("checked_at") or newest["made_at"])
-        if not 0 <= now - last.timestamp() < every:
-            return False
-        if second_place is not None:
-            mirrored = newest.get("second_place") or {}
-            return bool(mirrored.get("folder") == str(second_place))
-        return True
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
 
 
 def backup_if_due(
@@ -116,13 +64,20 @@ def backup_if_due(
     ``INKLINK_BACKUP_DIR``; ``now`` to the system clock (``time.time()``). Never raises
     ``DataLayerError`` nor ``OSError``: problems are the report's ``warnings``.
     """
+    if not force:
+        not_due = report_if_not_due(
+            db_path,
+            engine=engine,
+            second_place_given=second_place,
+            every_seconds=policy.every_seconds if policy is not None else None,
+            now=time.time() if now is None else now,
+            on_done=on_done,
+        )
+        if not_due is not None:
+            return not_due
     path = Path(db_path).absolute()
     place = _second_place(second_place)
-    clock = time.time() if now is None else now
-    every = policy.every_seconds if policy is not None else _DEFAULT_EVERY_SECONDS
     copies = copies_path(engine, path)
-    if not force and _not_due(copies.with_name(copies.name + RECORD_SUFFIX), clock, every, place):
-        return _done(BackupReport(str(copies), due=False), on_done)
     from data.migration.schedule import DEFAULT_POLICY
 
     try:
@@ -194,15 +149,6 @@ def _finished(report: BackupReport, finish: Callable[[BackupReport], BackupRepor
             final.warn(f"the backup was not verified: unexpected {type(exc).__name__}: {exc}")
             log.exception("backups of %s not verified", report.database, exc_info=exc)
         return final
-
-
-def _done(report: BackupReport, on_done: BackupCallback | None) -> BackupReport:
-    if on_done is not None:
-        try:
-            on_done(report)
-        except Exception:  # the app's callback: logged, never the backup's failure
-            log.exception("the on_done callback of a backup of %s failed", report.database)
-    return report
 
 
 def backup_now(db_path: str | os.PathLike[str], **options: Any) -> BackupReport:

@@ -221,6 +221,20 @@ def backup_if_due(
     raises: a second place missing or full, a copy that failed its check, or a backup that
     could not be made is in the report's ``warnings``. See ``data.db.backups``.
     """
+    import time
+
+    from data.db.backup_due import report_if_not_due
+
+    not_due = report_if_not_due(
+        DB_PATH,
+        engine=engine,
+        second_place_given=second_place,
+        every_seconds=policy.every_seconds if policy is not None else None,
+        now=time.time(),
+        on_done=on_done,
+    )
+    if not_due is not None:  # the usual answer at start: data.db.backups is not imported
+        return not_due
     from data.db.backups import backup_if_due as backup_when_due
 
     return backup_when_due(
