@@ -399,6 +399,43 @@ def test_restore_by_date_keeps_the_current_file_aside(tmp_path: Path) -> None:
     assert clients(db.parent / "backups" / str(kept[0]["file"])) == 22
 
 
+WRITE_AND_DIE = """
+import os, sqlite3, sys
+connection = sqlite3.connect(sys.argv[1])
+connection.execute("PRAGMA wal_autocheckpoint = 0")
+with connection:
+    connection.execute("UPDATE clients SET first_name = 'Unsaved'")
+os._exit(0)  # the window crashed: its commit is only in the -wal
+"""
+
+
+def test_a_restore_over_a_file_whose_header_is_destroyed_keeps_it_and_its_wal_aside(
+    tmp_path: Path,
+) -> None:
+    """The commonest restore: the file no longer opens. It was refused as "encrypted" (its
+    header gone, it looks like SQLCipher's); now it is set aside as it was, with its -wal,
+    whose frames must never be played onto the restored file."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    assert backup_if_due(db, now=T0, wait=True).made
+    add_client(db, 1)
+    crashed = subprocess.run([sys.executable, "-c", WRITE_AND_DIE, str(db)], timeout=60)
+    assert crashed.returncode == 0
+    wal = db.with_name(db.name + "-wal")
+    assert wal.stat().st_size > 0
+    with open(db, "r+b") as damaged:  # a disk error over the first page's header
+        damaged.write(bytes(100))
+    hashes = {db.name: sha256(db), wal.name: sha256(wal)}
+    result = data_db("restore", "latest", db=db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert clients(db) == 20 and query(db, "PRAGMA integrity_check") == [("ok",)]
+    assert query(db, "SELECT count(*) FROM clients WHERE first_name = 'Unsaved'") == [(0,)]
+    (kept,) = [e for e in record(db)["copies"] if e["kind"] == "replaced"]  # type: ignore[attr-defined]
+    aside = db.parent / "backups" / str(kept["file"])
+    assert sha256(aside) == hashes[db.name], "the damaged file is not kept as it was"
+    assert sha256(aside.with_name(aside.name + "-wal")) == hashes[wal.name]
+    assert data_db("verify", db=db).returncode == 0
+
+
 def test_an_encrypted_studio_stays_encrypted_everywhere_and_restore_needs_its_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -378,11 +378,14 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
         has_content = db_path.stat().st_size > 0
     except OSError:
         has_content = False  # check_location() below says what is wrong with the path
-    if has_content and keys.looks_encrypted(db_path) != encrypted:
+    # A file no key at hand opens (its header destroyed, or another database's) is the
+    # restore's commonest case, not a refusal: it is kept aside as it is, byte for byte.
+    unreadable = has_content and not _opens(db_path)
+    if has_content and not unreadable and keys.looks_encrypted(db_path) != encrypted:
         raise BackupError(
             display,
             f"the backup {backup} is {'' if encrypted else 'not '}encrypted and the database "
-            f"is {'not ' if encrypted else ''}: one cannot be written over the other",
+            f"is {'not ' if encrypted else ''}encrypted: one cannot be written over the other",
             "Choose a backup made of this database as it is now. " + UNCHANGED,
         )
     try:
@@ -408,6 +411,8 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
         folder = backup_folder(db_path)
         aside = folder / f"{db_path.stem}-replaced-{_stamp()}.db"
         try:
+            if unreadable:
+                _set_aside_unopened(db_path, aside, backup)
             had_content = db_path.exists() and db_path.stat().st_size > 0
 
             def copy_aside() -> None:
@@ -448,6 +453,48 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
             ) from exc
     log.info("restored %s from %s; the replaced database is at %s", db_path, backup, aside)
     return aside
+
+
+def _opens(db_path: Path) -> bool:
+    """Whether SQLite opens ``db_path`` as a database (with its key, when it looks
+    encrypted and the key is at hand): False only for "file is not a database" or no key.
+    A damaged page deeper in does not matter here: the restore's copy replaces every page."""
+    try:
+        key = keys.key_for(db_path).pragma() if keys.looks_encrypted(db_path) else None
+    except DataLayerError:
+        return False
+    try:
+        connection = raw_sqlite.connect(db_path, read_only=True, key=key)
+    except raw_sqlite.IO_ERRORS:
+        return True  # not a verdict on the file (a lock, a permission): the restore says
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except raw_sqlite.IO_ERRORS as exc:
+        return not raw_sqlite.is_not_a_database(exc)
+    finally:
+        connection.close()
+    return True
+
+
+def _set_aside_unopened(db_path: Path, aside: Path, backup: Path) -> None:
+    """Rename a database no key at hand opens, with its side files, to ``aside``: kept as
+    it is, byte for byte (it may be encrypted under a key this computer lacks, or hold what
+    support can recover); the restore then writes a new file, as when none was there."""
+    if _opens(db_path):  # changed since it was looked at: nothing is moved
+        raise BackupError(
+            str(db_path),
+            "the database changed while the restore was starting",
+            "Close every InkLinkOS window and try again. " + UNCHANGED,
+        )
+    for suffix in ("-wal", "-journal", "-shm"):
+        side = db_path.with_name(db_path.name + suffix)
+        if side.exists():
+            os.replace(side, aside.with_name(aside.name + suffix))
+    os.replace(db_path, aside)
+    _sync_folder(aside.parent)
+    _sync_folder(db_path.parent)
+    _add_to_record(db_path, aside, REPLACED, restored_from=str(backup), opened=False)
+    log.warning("%s could not be opened as a database; it is kept as it was at %s", db_path, aside)
 
 
 def _refuse_unknown_revision(backup: Path, versions: tuple[str, ...], display: str) -> None:
