@@ -178,6 +178,8 @@ ADVICE_UPDATE_APP = "Install the latest version of InkLinkOS, which knows this d
 ADVICE_KEY = (
     "Enter the database's recovery key (the one shown when it was encrypted) with "
     "`python -m data.db unlock`, or set INKLINK_DB_KEY to its 64-hex-digit key; without "
-    "either, contact support. Do not delete or replace this file: it holds the studio's data."
+    "either, contact support. If this database was never encrypted, its first page is "
+    "damaged: `python -m data.db restore latest` puts the last good backup back and keeps "
+    "this file aside as it is. Do not delete this file: it holds the studio's data."
 )
 ADVICE_RETRY = "Close other InkLinkOS windows and tools using it, then start again."

@@ -268,8 +268,8 @@ def key_for(path: Path | str) -> DatabaseKey:
     except KeyringUnavailableError as exc:
         raise DatabaseKeyError(
             display,
-            "it is encrypted, and this computer's keyring cannot be reached to get its key "
-            f"({exc})",
+            "it looks encrypted (it has no plain SQLite header), and this computer's keyring "
+            f"cannot be reached to get its key ({exc})",
             ADVICE_KEY,
         ) from exc
     if key is None:
