@@ -654,6 +654,12 @@ def test_the_way_back_after_damage_is_the_newest_good_copy_of_any_kind_in_either
     assert found.returncode == 1, found.stdout + found.stderr
     (there,) = [p for p in usb.iterdir() if p.suffix == ".db"]
     assert str(there) in found.stderr, found.stderr
+    # The command it names puts that copy back, from the second place, and the file is sound.
+    named = f"`python -m data.db restore {there}`"
+    assert named in found.stderr, found.stderr
+    restored = data_db("restore", str(there), db=db, INKLINK_BACKUP_DIR=str(usb))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert verify().returncode == 0 and clients(db) == 21
 
 
 def test_a_reader_holding_the_file_open_does_not_make_it_look_changed(tmp_path: Path) -> None:

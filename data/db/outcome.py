@@ -323,7 +323,8 @@ class IntegrityReport:
             return f"Database {self.database}: not checked ({found})."
         way_back = (
             f"The last good backup is {self.last_good_backup}: close every InkLinkOS window "
-            "and restore it (data.migration.backup.restore_backup), then re-enter what was "
+            f"and restore it (`python -m data.db restore {self.last_good_backup}`), then "
+            "re-enter what was "
             "saved since it was made. Keep the damaged file (the restore keeps it in the "
             "'backups' folder) and contact support, who may recover more from it."
             if self.last_good_backup is not None
