@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,11 +40,16 @@ sys.stdin.read()  # until the test closes our stdin
 """
 
 
-@contextmanager
-def verification_held(db: Path) -> Iterator[None]:
+def verification_held(db: Path) -> AbstractContextManager[None]:
     """Another process (a second window, a scheduler's command) is verifying ``db``'s copies."""
+    return lock_held(Path(f"{db}.verify.lock"))
+
+
+@contextmanager
+def lock_held(lock_file: Path) -> Iterator[None]:
+    """Another process holds the file lock ``lock_file`` until the block ends."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, f"{db}.verify.lock"],
+        [sys.executable, "-c", HOLD_LOCK, str(lock_file)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -361,3 +366,39 @@ def test_a_studios_own_retention_is_applied_here_and_in_the_second_place(tmp_pat
         ("second place", 23),
         ("second place", 24),
     ]
+
+
+def test_a_verified_copy_stays_a_backup_when_its_mirroring_and_retention_must_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The migration lock busy after the copy was verified and recorded (an upgrade in
+    another window): the report still names the backup made, warns, and the next call
+    copies it to the second place. It said "no backup was made" (the command's exit 2)."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    started = scheduled_backup.make_backup(
+        db, copier=scheduled_backup.sqlite_copier(db, None), key=None, now=T0
+    )
+    assert started.pending
+    real = scheduled_backup._outcome_of
+    busy = ExitStack()
+
+    def an_upgrade_starts_meanwhile(*args: object) -> None:
+        real(*args)  # type: ignore[arg-type]
+        busy.enter_context(lock_held(Path(f"{db}.lock")))
+
+    monkeypatch.setattr(scheduled_backup, "_outcome_of", an_upgrade_starts_meanwhile)
+    with busy:
+        final = scheduled_backup.finish_backups(
+            db, started, key=None, second_place=usb, lock_timeout=1.0
+        )
+    made = Path(started.pending).with_name(Path(started.pending).name.removesuffix(PENDING_SUFFIX))
+    assert final.made == str(made) and final.second_place is None, final.describe()
+    assert final.warnings and "wait for the next backup" in final.warnings[0]
+    assert [b.path for b in list_backups_everywhere(db)] == [made]
+    assert list(usb.iterdir()) == []
+    monkeypatch.setattr(scheduled_backup, "_outcome_of", real)
+    later = backup_if_due(db, second_place=usb, now=T0 + 60, wait=True)
+    assert later.second_place and later.ok, later.describe()
+    assert len(list(usb.glob("*.db"))) == 1

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data.db import keys
-from data.db.errors import UNCHANGED, BackupError
+from data.db.errors import UNCHANGED, BackupError, DataLayerError
 from data.db.file_modes import make_private_folder
 from data.db.outcome import BackupReport
 from data.migration import raw_sqlite
@@ -383,14 +383,22 @@ def finish_backups(
                 final.earlier.append(str(made))
         if own is not None:
             _outcome_of(db_path, Path(own), final)
-        with migration_lock(db_path, lock_timeout):
-            copy = _newest_here(db_path, newest_scheduled(_read_record(db_path)))
-            if copy is not None and second_place is not None:
-                _mirror(db_path, copy, second_place, final)
-            removed = _rotate_here(db_path, policy)
-            if second_place is not None:
-                removed += _rotate_there(db_path, second_place, policy, final)
-            final.removed = [str(p) for p in removed]
+        try:
+            with migration_lock(db_path, lock_timeout):
+                copy = _newest_here(db_path, newest_scheduled(_read_record(db_path)))
+                if copy is not None and second_place is not None:
+                    _mirror(db_path, copy, second_place, final)
+                removed = _rotate_here(db_path, policy)
+                if second_place is not None:
+                    removed += _rotate_there(db_path, second_place, policy, final)
+                final.removed = [str(p) for p in removed]
+        except (DataLayerError, OSError) as exc:
+            # What is verified and recorded stays a backup: the rest is the next call's.
+            final.warn(
+                "the copy to the second place and the removal of old backups wait for the "
+                f"next backup ({exc})"
+            )
+            log.warning("backups of %s: mirroring and retention put off: %s", db_path, exc)
     log.info("%s", final.describe())
     return final
 
