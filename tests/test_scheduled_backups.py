@@ -399,6 +399,23 @@ def test_restore_by_date_keeps_the_current_file_aside(tmp_path: Path) -> None:
     assert clients(db.parent / "backups" / str(kept[0]["file"])) == 22
 
 
+def test_restore_latest_is_the_copy_made_last_also_after_the_clock_was_moved_back(
+    tmp_path: Path,
+) -> None:
+    """A computer whose clock ran a year ahead, then was put right: its copies from then are
+    dated in the future, and "latest" is still the copy made last, not the one dated last."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    ahead = backup_if_due(db, now=T0 + 365 * DAY, wait=True)
+    assert ahead.made
+    add_client(db, 1)
+    put_right = backup_if_due(db, now=T0, wait=True)  # due: the newest is dated ahead
+    assert put_right.made and put_right.made != ahead.made, put_right.describe()
+    add_client(db, 2)
+    result = data_db("restore", "latest", db=db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert str(put_right.made) in result.stdout and clients(db) == 21
+
+
 WRITE_AND_DIE = """
 import os, sqlite3, sys
 connection = sqlite3.connect(sys.argv[1])

@@ -685,6 +685,7 @@ class ListedBackup:
     encrypted: bool | None
     sha256: str | None = None
     of: str | None = None  # another database's copy (a shared second place): "host:path"
+    seq: int | None = None  # the order it was made in, for a copy the record names
 
     @property
     def epoch(self) -> float:
@@ -740,6 +741,7 @@ def _from_entry(folder: Path, entry: dict[str, Any], kind: str) -> ListedBackup:
         int(entry.get("size", 0)),
         entry.get("rows"),
         entry.get("encrypted"),
+        seq=int(entry.get("seq", 0)),
     )
 
 
@@ -770,7 +772,10 @@ def choose(db_path: Path, second_place: Path | None, choice: str) -> ListedBacku
             + UNCHANGED,
         )
     if choice == "latest" and own:
-        return own[0]
+        # The copy made last, which the record knows even after the clock was moved back
+        # (a copy dated in the future is older than it says); by date only without a record.
+        named = [b for b in own if b.seq is not None]
+        return max(named, key=lambda b: b.seq or 0) if named else own[0]
     for backup in own:  # newest first: the newest made at that date and time
         if backup.made_at.startswith(choice):
             return backup
