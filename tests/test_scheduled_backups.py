@@ -442,7 +442,13 @@ def test_a_restore_over_a_file_whose_header_is_destroyed_keeps_it_and_its_wal_as
     with open(db, "r+b") as damaged:  # a disk error over the first page's header
         damaged.write(bytes(100))
     hashes = {db.name: sha256(db), wal.name: sha256(wal)}
-    result = data_db("restore", "latest", db=db)
+    # It looks encrypted: without the key at hand it might be a good file another window
+    # has open. Refused, unchanged, saying how to go on.
+    refused = data_db("restore", "latest", db=db)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--set-aside-unreadable" in refused.stderr and str(db) in refused.stderr
+    assert {db.name: sha256(db), wal.name: sha256(wal)} == hashes
+    result = data_db("restore", "latest", "--set-aside-unreadable", db=db)
     assert result.returncode == 0, result.stdout + result.stderr
     assert clients(db) == 20 and query(db, "PRAGMA integrity_check") == [("ok",)]
     assert query(db, "SELECT count(*) FROM clients WHERE first_name = 'Unsaved'") == [(0,)]
@@ -451,6 +457,38 @@ def test_a_restore_over_a_file_whose_header_is_destroyed_keeps_it_and_its_wal_as
     assert sha256(aside) == hashes[db.name], "the damaged file is not kept as it was"
     assert sha256(aside.with_name(aside.name + "-wal")) == hashes[wal.name]
     assert data_db("verify", db=db).returncode == 0
+
+
+def test_a_file_with_a_header_sqlite_rejects_is_set_aside_and_put_back_if_the_restore_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite header SQLite calls "not a database" (no key can be missing) is set aside at
+    once; a restore that fails after that (the disk full) puts it back as it was, and no
+    empty file is left for the next start to take for a new studio."""
+    from data.migration import raw_sqlite
+
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    assert backup_if_due(db, now=T0, wait=True).made
+    with open(db, "r+b") as damaged:
+        damaged.seek(16)
+        damaged.write(b"\x00\x03")  # a page size of 3 bytes
+    before = sha256(db)
+    files = {p.name: sha256(p) for p in db.parent.glob(db.name + "*") if p.is_file()}
+    real = raw_sqlite.overwrite_holding_the_lock
+
+    def the_disk_fills(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(raw_sqlite, "overwrite_holding_the_lock", the_disk_fills)
+    with pytest.raises(BackupError, match="disk is full"):
+        restore_and_upgrade("latest", db)
+    assert {p.name: sha256(p) for p in db.parent.glob(db.name + "*") if p.is_file()} == files
+    assert not list((db.parent / "backups").glob("*replaced*"))
+    assert [e for e in record(db)["copies"] if e["kind"] == "replaced"] == []  # type: ignore[attr-defined]
+    monkeypatch.setattr(raw_sqlite, "overwrite_holding_the_lock", real)
+    restored = restore_and_upgrade("latest", db)
+    assert restored.kept_aside is not None and sha256(restored.kept_aside) == before
+    assert clients(db) == 20 and query(db, "PRAGMA integrity_check") == [("ok",)]
 
 
 def test_an_encrypted_studio_stays_encrypted_everywhere_and_restore_needs_its_key(

@@ -86,7 +86,9 @@ def restore(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return REFUSED
-    outcome = restore_and_upgrade(args.backup, db_path, second_place=args.to)
+    outcome = restore_and_upgrade(
+        args.backup, db_path, second_place=args.to, set_aside_unreadable=args.set_aside_unreadable
+    )
     print(outcome.describe())
     return OK
 
@@ -109,6 +111,13 @@ def restore_arguments(parser: argparse.ArgumentParser) -> None:
         "backup",
         metavar="BACKUP",
         help="a path or name as list-backups shows it, 'latest', or a date (2026-12-01)",
+    )
+    parser.add_argument(
+        "--set-aside-unreadable",
+        action="store_true",
+        help="the database file looks encrypted and no key here opens it (its first page "
+        "damaged, or its key lost): rename it aside as it is and restore; close every "
+        "InkLinkOS window first",
     )
     _second_place_argument(parser)
 

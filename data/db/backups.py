@@ -286,18 +286,23 @@ def restore_and_upgrade(
     *,
     second_place: str | os.PathLike[str] | None = None,
     lock_timeout: float | None = None,
+    set_aside_unreadable: bool = False,
 ) -> RestoreOutcome:
     """Restore the backup ``choice`` names (a path, a listed name, ``latest`` or a date),
     also when the database file is gone, then bring it to head with the runner.
 
     Raises DataLayerError (the database unchanged) when the backup is not listed, not what
-    its manifest says, unsound, or encrypted without its key at hand.
+    its manifest says, unsound, or encrypted without its key at hand; or when the current
+    file looks encrypted and no key at hand opens it, unless ``set_aside_unreadable`` (it is
+    then renamed aside as it is: the caller says no window has it open).
     """
     from data.migration.scheduled_backup import choose, restore_verified
 
     path = Path(db_path).absolute()
     chosen = choose(path, _second_place(second_place), os.fspath(choice))
-    aside = restore_verified(chosen, path, lock_timeout=lock_timeout)
+    aside = restore_verified(
+        chosen, path, lock_timeout=lock_timeout, set_aside_unreadable=set_aside_unreadable
+    )
     upgrade = _bring_to_head(path)
     return RestoreOutcome(chosen, str(path), aside if aside.exists() else None, upgrade)
 

@@ -179,7 +179,8 @@ ADVICE_KEY = (
     "Enter the database's recovery key (the one shown when it was encrypted) with "
     "`python -m data.db unlock`, or set INKLINK_DB_KEY to its 64-hex-digit key; without "
     "either, contact support. If this database was never encrypted, its first page is "
-    "damaged: `python -m data.db restore latest` puts the last good backup back and keeps "
-    "this file aside as it is. Do not delete this file: it holds the studio's data."
+    "damaged: close every InkLinkOS window and run `python -m data.db restore latest "
+    "--set-aside-unreadable`, which puts the last good backup back and keeps this file "
+    "aside as it is. Do not delete this file: it holds the studio's data."
 )
 ADVICE_RETRY = "Close other InkLinkOS windows and tools using it, then start again."

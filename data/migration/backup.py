@@ -357,7 +357,13 @@ def _use_wal(db_path: Path, timeout: float, key: str | None = None) -> None:
         connection.close()
 
 
-def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = None) -> Path:
+def restore_backup(
+    backup: Path,
+    db_path: Path,
+    *,
+    lock_timeout: float | None = None,
+    set_aside_unreadable: bool = False,
+) -> Path:
     """Replace the database at ``db_path`` with ``backup``; return where the old one was kept.
 
     The backup is checked first (a SQLite file with tables that passes its integrity check).
@@ -369,6 +375,12 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
     old content until the restored one is committed. A window that starts a write meanwhile
     waits (its busy timeout) and then writes to the restored database. Both locks are waited
     for up to ``lock_timeout`` seconds in all, then DatabaseBusyError, with nothing changed.
+
+    A current file SQLite cannot open is renamed aside instead, with its side files, byte
+    for byte, and the restore writes a new file (put back as it was if the restore fails):
+    at once when it has a SQLite header SQLite rejects; when it looks encrypted and no key
+    at hand opens it (its header destroyed, or its key missing here: SQLite's locks cannot be
+    taken on it, so no other window can be excluded) only with ``set_aside_unreadable``.
     """
     display = str(db_path)
     # An encrypted backup is restored into an encrypted database under the same key (a
@@ -378,10 +390,18 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
         has_content = db_path.stat().st_size > 0
     except OSError:
         has_content = False  # check_location() below says what is wrong with the path
-    # A file no key at hand opens (its header destroyed, or another database's) is the
-    # restore's commonest case, not a refusal: it is kept aside as it is, byte for byte.
-    unreadable = has_content and not _opens(db_path)
-    if has_content and not unreadable and keys.looks_encrypted(db_path) != encrypted:
+    unopened = _why_unopened(db_path) if has_content else None
+    if unopened == NO_KEY_OPENS_IT and not set_aside_unreadable:
+        raise BackupError(
+            display,
+            "it does not open: it looks encrypted and no key at hand opens it, or, if it was "
+            "never encrypted, its first page is damaged",
+            "If it is encrypted, give its key (INKLINK_DB_KEY, or `python -m data.db unlock` "
+            "with the recovery key) and restore again. If it was never encrypted or its key is "
+            "lost: close every InkLinkOS window, then restore with --set-aside-unreadable; "
+            "the file is kept aside as it is, byte for byte. " + UNCHANGED,
+        )
+    if unopened is None and has_content and keys.looks_encrypted(db_path) != encrypted:
         raise BackupError(
             display,
             f"the backup {backup} is {'' if encrypted else 'not '}encrypted and the database "
@@ -409,38 +429,56 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
     deadline = time.monotonic() + timeout
     with migration_lock(db_path, timeout):
         folder = backup_folder(db_path)
-        aside = folder / f"{db_path.stem}-replaced-{_stamp()}.db"
+        aside = _free_aside(folder / f"{db_path.stem}-replaced-{_stamp()}.db")
+        moved: list[tuple[Path, Path]] = []
         try:
-            if unreadable:
-                _set_aside_unopened(db_path, aside, backup)
-            had_content = db_path.exists() and db_path.stat().st_size > 0
-
-            def copy_aside() -> None:
-                # Runs holding the database's write lock: every commit so far is in the copy.
-                if had_content:
-                    _copy(db_path, aside, key, take_the_lock=False)
-                    _add_to_record(db_path, aside, REPLACED, restored_from=str(backup))
-
-            make_private_folder(folder)
-            create_private_file(db_path)  # a restore that creates the database: owner-only
-            pragma = key.pragma() if key else None
-            # A database the restore creates gets the backup's salt: the same identity.
-            _use_wal(
-                db_path,
-                deadline - time.monotonic(),
-                key.pragma(keys.salt_of(backup)) if key and not had_content else pragma,
-            )
-            src = raw_sqlite.connect(backup, read_only=True, key=pragma)
             try:
-                dst = raw_sqlite.connect(db_path, key=pragma)
+                make_private_folder(folder)
+                if unopened is not None:
+                    if _why_unopened(db_path) != unopened:
+                        raise BackupError(
+                            display,
+                            "the database changed while the restore was starting",
+                            "Close every InkLinkOS window and try again. " + UNCHANGED,
+                        )
+                    moved = _set_aside_as_is(db_path, aside)
+                had_content = db_path.exists() and db_path.stat().st_size > 0
+
+                def copy_aside() -> None:
+                    # Holding the database's write lock: every commit so far is in the copy.
+                    if had_content:
+                        _copy(db_path, aside, key, take_the_lock=False)
+                        _add_to_record(db_path, aside, REPLACED, restored_from=str(backup))
+
+                create_private_file(db_path)  # a restore that creates the database: owner-only
+                pragma = key.pragma() if key else None
+                # A database the restore creates gets the backup's salt: the same identity.
+                _use_wal(
+                    db_path,
+                    deadline - time.monotonic(),
+                    key.pragma(keys.salt_of(backup)) if key and not had_content else pragma,
+                )
+                src = raw_sqlite.connect(backup, read_only=True, key=pragma)
                 try:
-                    raw_sqlite.overwrite_holding_the_lock(
-                        src, dst, once_locked=copy_aside, deadline=deadline
-                    )
+                    dst = raw_sqlite.connect(db_path, key=pragma)
+                    try:
+                        raw_sqlite.overwrite_holding_the_lock(
+                            src, dst, once_locked=copy_aside, deadline=deadline
+                        )
+                    finally:
+                        dst.close()
                 finally:
-                    dst.close()
-            finally:
-                src.close()
+                    src.close()
+            except BaseException:
+                if moved:  # the file that did not open goes back, as it was
+                    _put_back(db_path, moved)
+                    moved = []
+                raise
+            if moved:
+                _add_to_record(db_path, aside, REPLACED, restored_from=str(backup), opened=False)
+                log.warning(
+                    "%s did not open (%s); it is kept as it was at %s", db_path, unopened, aside
+                )
         except raw_sqlite.WriteLockTimeoutError as exc:
             raise _busy(display, timeout) from exc
         except raw_sqlite.IO_ERRORS as exc:
@@ -449,52 +487,87 @@ def restore_backup(backup: Path, db_path: Path, *, lock_timeout: float | None = 
             raise BackupError(
                 display,
                 f"restoring {backup} failed ({exc})",
-                f"The database before the restore is kept at {aside} if that file exists.",
+                f"The database before the restore is kept at {aside} if that file exists; "
+                "otherwise it is in place, as it was.",
             ) from exc
     log.info("restored %s from %s; the replaced database is at %s", db_path, backup, aside)
     return aside
 
 
-def _opens(db_path: Path) -> bool:
-    """Whether SQLite opens ``db_path`` as a database (with its key, when it looks
-    encrypted and the key is at hand): False only for "file is not a database" or no key.
-    A damaged page deeper in does not matter here: the restore's copy replaces every page."""
+NOT_A_DATABASE = "SQLite says it is not a database"
+NO_KEY_OPENS_IT = "it looks encrypted and no key at hand opens it"
+_SIDE_SUFFIXES = ("-wal", "-journal", "-shm")
+
+
+def _why_unopened(db_path: Path) -> str | None:
+    """Why SQLite does not open ``db_path`` as a database, or None when it does (or when
+    what failed says nothing of the file: a lock, a permission; the restore says those). A
+    damaged page deeper in does not matter here: the restore replaces every page."""
+    looks_encrypted = keys.looks_encrypted(db_path)
     try:
-        key = keys.key_for(db_path).pragma() if keys.looks_encrypted(db_path) else None
+        key = keys.key_for(db_path).pragma() if looks_encrypted else None
     except DataLayerError:
-        return False
+        return NO_KEY_OPENS_IT
     try:
-        connection = raw_sqlite.connect(db_path, read_only=True, key=key)
+        # Immutable: neither a lock nor a side file; a file that says it is in WAL mode
+        # would otherwise get a -wal and -shm made beside it by this look.
+        connection = raw_sqlite.connect(db_path, immutable=True, key=key)
     except raw_sqlite.IO_ERRORS:
-        return True  # not a verdict on the file (a lock, a permission): the restore says
+        return None
     try:
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except raw_sqlite.IO_ERRORS as exc:
-        return not raw_sqlite.is_not_a_database(exc)
+        if not raw_sqlite.is_not_a_database(exc):
+            return None
+        return NO_KEY_OPENS_IT if looks_encrypted else NOT_A_DATABASE
     finally:
         connection.close()
-    return True
+    return None
 
 
-def _set_aside_unopened(db_path: Path, aside: Path, backup: Path) -> None:
-    """Rename a database no key at hand opens, with its side files, to ``aside``: kept as
-    it is, byte for byte (it may be encrypted under a key this computer lacks, or hold what
-    support can recover); the restore then writes a new file, as when none was there."""
-    if _opens(db_path):  # changed since it was looked at: nothing is moved
-        raise BackupError(
-            str(db_path),
-            "the database changed while the restore was starting",
-            "Close every InkLinkOS window and try again. " + UNCHANGED,
-        )
-    for suffix in ("-wal", "-journal", "-shm"):
-        side = db_path.with_name(db_path.name + suffix)
-        if side.exists():
-            os.replace(side, aside.with_name(aside.name + suffix))
-    os.replace(db_path, aside)
-    _sync_folder(aside.parent)
+def _free_aside(aside: Path) -> Path:
+    """``aside``, or with a number added when it or a side file of it exists (a clock that
+    stands still): a file kept aside is never written over."""
+    candidate, n = aside, 1
+    while any(
+        candidate.with_name(candidate.name + suffix).exists() for suffix in ("", *_SIDE_SUFFIXES)
+    ):
+        n += 1
+        candidate = aside.with_name(f"{aside.stem}-{n}{aside.suffix}")
+    return candidate
+
+
+def _set_aside_as_is(db_path: Path, aside: Path) -> list[tuple[Path, Path]]:
+    """Rename ``db_path`` and its side files to ``aside`` (the database first); returns the
+    moves made, for ``_put_back``. A move that fails puts back those already made."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for suffix in ("", *_SIDE_SUFFIXES):
+            here = db_path.with_name(db_path.name + suffix)
+            there = aside.with_name(aside.name + suffix)
+            if suffix and not here.exists():
+                continue
+            os.replace(here, there)
+            moved.append((here, there))
+        _sync_folder(aside.parent)
+        _sync_folder(db_path.parent)
+    except BaseException:
+        for here, there in reversed(moved):  # the files not moved yet never left
+            os.replace(there, here)
+        raise
+    return moved
+
+
+def _put_back(db_path: Path, moved: list[tuple[Path, Path]]) -> None:
+    """Undo ``_set_aside_as_is`` after a failed restore: every file at ``db_path``'s names
+    is the restore's (all the old ones were moved), so those go, and the old ones return."""
+    if not moved:
+        return
+    for suffix in ("", *_SIDE_SUFFIXES):
+        db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+    for here, there in reversed(moved):
+        os.replace(there, here)
     _sync_folder(db_path.parent)
-    _add_to_record(db_path, aside, REPLACED, restored_from=str(backup), opened=False)
-    log.warning("%s could not be opened as a database; it is kept as it was at %s", db_path, aside)
 
 
 def _refuse_unknown_revision(backup: Path, versions: tuple[str, ...], display: str) -> None:

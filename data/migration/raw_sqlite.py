@@ -53,6 +53,7 @@ def connect(
     read_only: bool = False,
     key: str | None = None,
     cipher: bool = False,
+    immutable: bool = False,
 ) -> Connection:
     """A plain connection to ``path``; read-only ones never create or change the file.
 
@@ -65,8 +66,9 @@ def connect(
     handle drops the other's POSIX locks), so a conversion opens every end with SQLCipher.
     """
     driver: ModuleType = sqlite3 if key is None and not cipher else cipher_driver()
-    if read_only:
-        uri = Path(path).absolute().as_uri() + "?mode=ro"
+    if read_only or immutable:
+        # immutable: no lock taken and no side file read or made (a probe of the header).
+        uri = Path(path).absolute().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
         connection = driver.connect(uri, uri=True, timeout=timeout, isolation_level=None)
     else:
         connection = driver.connect(str(path), timeout=timeout, isolation_level=None)

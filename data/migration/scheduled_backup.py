@@ -851,7 +851,11 @@ def check_against_manifest(backup: ListedBackup, display: str) -> None:
 
 
 def restore_verified(
-    backup: ListedBackup, db_path: Path, *, lock_timeout: float | None = None
+    backup: ListedBackup,
+    db_path: Path,
+    *,
+    lock_timeout: float | None = None,
+    set_aside_unreadable: bool = False,
 ) -> Path:
     """Restore a listed backup under ``restore_backup``'s guarantees, even when the
     database file (or its folder) is gone; returns where the replaced file was kept."""
@@ -867,4 +871,6 @@ def restore_verified(
         raise BackupError(
             display, f"its folder cannot be made ({exc})", "Check the path and permissions."
         ) from exc
-    return restore_backup(backup.path, db_path, lock_timeout=lock_timeout)
+    return restore_backup(
+        backup.path, db_path, lock_timeout=lock_timeout, set_aside_unreadable=set_aside_unreadable
+    )
