@@ -416,6 +416,24 @@ def test_restore_latest_is_the_copy_made_last_also_after_the_clock_was_moved_bac
     assert str(put_right.made) in result.stdout and clients(db) == 21
 
 
+def test_restore_latest_takes_the_second_places_copy_when_the_newest_here_is_lost(
+    tmp_path: Path,
+) -> None:
+    """Also after a clock that ran ahead was put right: the record still knows the order."""
+    db = make_studio(tmp_path / "studio" / "inklink.db")
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    assert backup_if_due(db, second_place=usb, now=T0 + 365 * DAY, wait=True).second_place
+    add_client(db, 1)
+    newest = backup_if_due(db, second_place=usb, now=T0, wait=True)
+    assert newest.made and newest.second_place, newest.describe()
+    Path(newest.made).unlink()  # the newest copy beside the database is lost
+    add_client(db, 2)
+    result = data_db("restore", "latest", "--to", str(usb), db=db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert str(newest.second_place) in result.stdout and clients(db) == 21
+
+
 WRITE_AND_DIE = """
 import os, sqlite3, sys
 connection = sqlite3.connect(sys.argv[1])

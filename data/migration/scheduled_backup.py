@@ -13,6 +13,7 @@ copies are kept by their own rule (``backup.KEEP_BACKUPS``) and never touched he
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from data.db import keys
-from data.db.errors import UNCHANGED, BackupError, DataLayerError
+from data.db.errors import UNCHANGED, BackupError
 from data.db.file_modes import make_private_folder
 from data.db.outcome import BackupReport
 from data.migration import raw_sqlite
@@ -392,11 +393,11 @@ def finish_backups(
                 if second_place is not None:
                     removed += _rotate_there(db_path, second_place, policy, final)
                 final.removed = [str(p) for p in removed]
-        except (DataLayerError, OSError) as exc:
+        except Exception as exc:
             # What is verified and recorded stays a backup: the rest is the next call's.
             final.warn(
-                "the copy to the second place and the removal of old backups wait for the "
-                f"next backup ({exc})"
+                "the copy to the second place and the removal of old backups (what of them "
+                f"was not done) wait for the next backup ({exc})"
             )
             log.warning("backups of %s: mirroring and retention put off: %s", db_path, exc)
     log.info("%s", final.describe())
@@ -703,10 +704,20 @@ def list_everywhere(db_path: Path, second_place: Path | None) -> list[ListedBack
     for entry in _recorded(db_path, BACKUP):
         listed.append(_from_entry(folder, entry, "before upgrade"))
     if second_place is not None:
+        # A copy there takes the order of the record's entry that mirrored it (kept after
+        # the copy beside the database is lost): "latest" goes by the order copies were made.
+        made_order = {
+            Path(str(e["second_place"].get("folder"))) / str(e["second_place"].get("file")): int(
+                e.get("seq", 0)
+            )
+            for e in _read_record(db_path)["copies"]
+            if e.get("kind") == SCHEDULED and isinstance(e.get("second_place"), dict)
+        }
         for copy, manifest in manifests_in(second_place):
             if any(b.path == copy for b in listed):
                 continue
-            listed.append(_from_manifest(copy, "second place", manifest, db_path))
+            there = _from_manifest(copy, "second place", manifest, db_path)
+            listed.append(dataclasses.replace(there, seq=made_order.get(copy)))
     return sorted(listed, key=lambda b: b.epoch, reverse=True)
 
 
@@ -775,7 +786,12 @@ def choose(db_path: Path, second_place: Path | None, choice: str) -> ListedBacku
         # The copy made last, which the record knows even after the clock was moved back
         # (a copy dated in the future is older than it says); by date only without a record.
         named = [b for b in own if b.seq is not None]
-        return max(named, key=lambda b: b.seq or 0) if named else own[0]
+        if not named:
+            return own[0]
+        made_last = max(named, key=lambda b: b.seq or 0)
+        # A copy the record does not know dated later (a data folder put back from an old
+        # image, its record older than the second place): by date, as without a record.
+        return own[0] if own[0].seq is None and own[0].epoch > made_last.epoch else made_last
     for backup in own:  # newest first: the newest made at that date and time
         if backup.made_at.startswith(choice):
             return backup
