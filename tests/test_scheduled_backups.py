@@ -345,6 +345,31 @@ def test_backup_if_due_never_raises(tmp_path: Path) -> None:
     assert not (tmp_path / "backups").exists()
 
 
+NO_CURRENT_FOLDER = """
+import os, sys
+os.chdir(sys.argv[1])
+os.rmdir(sys.argv[1])  # the folder the app was started from is deleted under it
+from data.db.backups import backup_if_due
+report = backup_if_due("inklink.db", second_place="usb", force=True)
+print(report.due, report.made, bool(report.warnings))
+"""
+
+
+def test_backup_if_due_never_raises_without_a_current_folder(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    child = subprocess.run(
+        [sys.executable, "-c", NO_CURRENT_FOLDER, str(gone)],
+        env=subprocess_env(tmp_path / "inklink.db", INKLINK_BACKUP_DIR="usb"),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["True", "None", "True"], child.stdout + child.stderr
+
+
 def test_upgrade_backups_and_scheduled_ones_keep_their_own_rules(tmp_path: Path) -> None:
     db = make_studio(tmp_path / "studio" / "inklink.db")
     for day in range(10):

@@ -36,8 +36,8 @@ def second_place(given: str | os.PathLike[str] | None) -> Path | None:
         return None
     try:
         return Path(raw).expanduser().absolute()
-    except RuntimeError:  # "~someone/..." of no user here: a folder not found, a warning later
-        return Path(raw)
+    except (RuntimeError, OSError):  # "~someone/..." of no user here, or no current folder:
+        return Path(raw)  # a folder not found, a warning later
 
 
 def copies_path(engine: Engine | None, db_path: Path) -> Path:
@@ -88,7 +88,10 @@ def report_if_not_due(
 ) -> BackupReport | None:
     """The report of a call with nothing due (``on_done`` called with it), or None: maybe
     due, for ``data.db.backups.backup_if_due`` to decide."""
-    copies = copies_path(engine, Path(db_path).absolute())
+    try:
+        copies = copies_path(engine, Path(db_path).absolute())
+    except OSError:  # a relative path and no current folder: the slow path says so
+        return None
     every = DEFAULT_EVERY_SECONDS if every_seconds is None else every_seconds
     record = copies.with_name(copies.name + RECORD_SUFFIX)
     if not not_due(record, now, every, second_place(second_place_given)):

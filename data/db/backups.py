@@ -75,7 +75,10 @@ def backup_if_due(
         )
         if not_due is not None:
             return not_due
-    path = Path(db_path).absolute()
+    try:
+        path = Path(db_path).absolute()
+    except OSError as exc:  # a relative path and no current folder (it was deleted)
+        return _done(_not_made(Path(db_path), exc), on_done)
     place = _second_place(second_place)
     copies = copies_path(engine, path)
     from data.migration.schedule import DEFAULT_POLICY
