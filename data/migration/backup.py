@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from glob import escape as glob_escape
 from pathlib import Path
 from types import EllipsisType
@@ -525,16 +526,24 @@ def _why_unopened(db_path: Path) -> str | None:
     return None
 
 
-def _free_aside(aside: Path) -> Path:
-    """``aside``, or with a number added when it or a side file of it exists (a clock that
-    stands still): a file kept aside is never written over."""
-    candidate, n = aside, 1
-    while any(
-        candidate.with_name(candidate.name + suffix).exists() for suffix in ("", *_SIDE_SUFFIXES)
-    ):
+def free_name(path: Path, suffix: str, in_use: Callable[[Path], bool]) -> Path:
+    """``path``, or with ``-2``, ``-3``... before its ``suffix`` while ``in_use`` says so (a
+    clock that stands still gives two copies one time): a kept file is never written over."""
+    base = path.name.removesuffix(suffix)
+    candidate, n = path, 1
+    while in_use(candidate):
         n += 1
-        candidate = aside.with_name(f"{aside.stem}-{n}{aside.suffix}")
+        candidate = path.with_name(f"{base}-{n}{suffix}")
     return candidate
+
+
+def _free_aside(aside: Path) -> Path:
+    """``aside``, or a numbered name when it or one of its side files exists."""
+    return free_name(
+        aside,
+        ".db",
+        lambda c: any(c.with_name(c.name + x).exists() for x in ("", *_SIDE_SUFFIXES)),
+    )
 
 
 def _set_aside_as_is(db_path: Path, aside: Path) -> list[tuple[Path, Path]]:

@@ -37,6 +37,7 @@ from data.migration.backup import (
     _sync_folder,
     _write_record,
     backup_folder,
+    free_name,
     restore_backup,
 )
 from data.migration.file_lock import LOCK_TIMEOUT_SECONDS, migration_lock
@@ -295,22 +296,16 @@ def _make_one(
 
 
 def _free_name(folder: Path, pending: Path, record: dict[str, Any]) -> Path:
-    """``pending``, or with a number added when a copy of that time exists (a clock that
-    stands still): renamed to its backup name, it would replace a copy the record names."""
+    """``pending``, or a numbered name when its backup (or failed) name is in use or
+    recorded: renamed to its backup name, it would replace a copy the record names."""
     taken = {str(e.get("file")) for e in record["copies"] if isinstance(e, dict)}
-    stem = pending.name.removesuffix(f".db{PENDING_SUFFIX}")
-    candidate, n = pending, 1
-    while any(
-        name in taken or (folder / name).exists()
-        for name in (
-            candidate.name,
-            candidate.name.removesuffix(PENDING_SUFFIX),
-            candidate.name.removesuffix(PENDING_SUFFIX) + FAILED_SUFFIX,
-        )
-    ):
-        n += 1
-        candidate = folder / f"{stem}-{n}.db{PENDING_SUFFIX}"
-    return candidate
+
+    def in_use(candidate: Path) -> bool:
+        made = candidate.name.removesuffix(PENDING_SUFFIX)
+        names = (candidate.name, made, made + FAILED_SUFFIX)
+        return any(name in taken or (folder / name).exists() for name in names)
+
+    return free_name(pending, f".db{PENDING_SUFFIX}", in_use)
 
 
 def _forget(db_path: Path, name: str) -> None:
@@ -624,6 +619,18 @@ def _rotate_here(db_path: Path, policy: BackupPolicy) -> list[Path]:
     return [folder / name for name in sorted(doomed)]
 
 
+def _mirrored_order(db_path: Path) -> dict[Path, int]:
+    """Each copy in a second place that the record names, with the order (``seq``) its
+    twin beside the database was made in: the clock may have been moved back since."""
+    return {
+        Path(str(e["second_place"].get("folder"))) / str(e["second_place"].get("file")): int(
+            e.get("seq", 0)
+        )
+        for e in _read_record(db_path)["copies"]
+        if e.get("kind") == SCHEDULED and isinstance(e.get("second_place"), dict)
+    }
+
+
 def _rotate_there(
     db_path: Path, second_place: Path, policy: BackupPolicy, report: BackupReport
 ) -> list[Path]:
@@ -637,18 +644,12 @@ def _rotate_there(
     # In the order they were made: by the record's sequence for the copies it names there
     # (the clock may have been moved back since: the copy made last is still the newest),
     # after them by date the older ones it no longer names.
-    made_order = {
-        str(e["second_place"].get("file")): int(e.get("seq", 0))
-        for e in _read_record(db_path)["copies"]
-        if e.get("kind") == SCHEDULED
-        and isinstance(e.get("second_place"), dict)
-        and e["second_place"].get("folder") == str(second_place)
-    }
+    made_order = _mirrored_order(db_path)
     by_order = sorted(
         ours,
         key=lambda item: (
-            item[0].name in made_order,
-            made_order.get(item[0].name, 0),
+            item[0] in made_order,
+            made_order.get(item[0], 0),
             epoch_of(item[1].get("made_at")) or 0.0,
         ),
     )
@@ -706,13 +707,7 @@ def list_everywhere(db_path: Path, second_place: Path | None) -> list[ListedBack
     if second_place is not None:
         # A copy there takes the order of the record's entry that mirrored it (kept after
         # the copy beside the database is lost): "latest" goes by the order copies were made.
-        made_order = {
-            Path(str(e["second_place"].get("folder"))) / str(e["second_place"].get("file")): int(
-                e.get("seq", 0)
-            )
-            for e in _read_record(db_path)["copies"]
-            if e.get("kind") == SCHEDULED and isinstance(e.get("second_place"), dict)
-        }
+        made_order = _mirrored_order(db_path)
         for copy, manifest in manifests_in(second_place):
             if any(b.path == copy for b in listed):
                 continue
